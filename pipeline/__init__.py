@@ -1,0 +1,1 @@
+"""Persona Studio's engine: pure Python, never imports streamlit."""

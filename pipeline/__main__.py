@@ -1,0 +1,106 @@
+"""The studio's command line: `python -m pipeline --help`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pipeline.errors import UserFacingError
+
+
+def _cmd_init(args) -> int:
+    from pipeline import startup
+
+    info = startup.init(with_model=not args.skip_model)
+    print(f"Database ready. Sample personas added: {info['personas_added']}.")
+    if info["embedded_model"]:
+        print(f"Embedded model ready at {info['embedded_model']}.")
+    return 0
+
+
+def _cmd_chat(args) -> int:
+    from pipeline import personas, playground
+
+    persona_id = personas.get_persona(args.persona).id if args.persona else None
+    result = playground.reply(
+        [args.model, *args.fallback],
+        args.message,
+        persona_id=persona_id,
+        with_system_prompt=bool(args.persona) and not args.no_system_prompt,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+    )
+    if args.json:
+        print(json.dumps(result.__dict__, default=lambda o: o.__dict__, indent=2))
+        return 0
+    print(result.text)
+    for attempt in result.attempts:
+        print(f"[fell back] {attempt.model}: {attempt.error}", file=sys.stderr)
+    print(
+        f"[{result.model_used}] {result.prompt_tokens}+{result.completion_tokens} tokens, "
+        f"{result.latency_ms} ms, ${result.cost_usd:.6f}{' (cached)' if result.cached else ''}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_personas(args) -> int:
+    from pipeline import personas
+
+    if args.action == "list":
+        for p in personas.list_personas():
+            print(f"{p.name}\t{len(p.traits)} traits\t{', '.join(t['name'] for t in p.traits)}")
+    elif args.action == "export":
+        print(personas.export_yaml(personas.get_persona(args.name).id))
+    elif args.action == "import":
+        path = Path(args.name)
+        if not path.is_file():
+            raise UserFacingError(f"No such file: {path}")
+        persona = personas.import_yaml(path.read_bytes(), source=path.name, overwrite=args.replace)
+        print(f"Imported persona {persona.name!r} with {len(persona.traits)} traits.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="Persona Studio from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create or migrate the database, add sample personas, prepare the embedded model")
+    p.add_argument("--skip-model", action="store_true", help="do not convert the embedded model now")
+    p.set_defaults(func=_cmd_init)
+
+    p = sub.add_parser("chat", help="send one message to a model through the gateway")
+    p.add_argument("message")
+    p.add_argument("--model", default="local/smollm2-135m-instruct")
+    p.add_argument("--fallback", action="append", default=[], help="a model to try if the first fails (repeatable)")
+    p.add_argument("--persona", help="use this persona's system prompt")
+    p.add_argument("--no-system-prompt", action="store_true", help="with --persona: leave its system prompt out")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=_cmd_chat)
+
+    p = sub.add_parser("personas", help="list, export or import personas")
+    p.add_argument("action", choices=["list", "export", "import"])
+    p.add_argument("name", nargs="?", help="persona name (export) or YAML file (import)")
+    p.add_argument("--replace", action="store_true", help="import: replace a persona of the same name")
+    p.set_defaults(func=_cmd_personas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "action", None) in ("export", "import") and not args.name:
+        print("error: give a persona name (export) or a YAML file (import)", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except UserFacingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Every table in the studio, in one place.
+
+JSON columns hold structured values that are always read and written whole (a persona's
+traits, a job's params). SQLAlchemy does not see in-place changes to them: assign a new value.
+Schema changes go through an Alembic migration in pipeline/migrations/versions.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Aware UTC; SQLModel's UTCDateTime stores it on SQLite and PostgreSQL alike."""
+    return datetime.now(UTC)
+
+
+def _json(default_factory=dict) -> Any:
+    return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=False))
+
+
+def _text(nullable: bool = False, default: str | None = "") -> Any:
+    return Field(default=default, sa_column=Column(Text, nullable=nullable))
+
+
+class Persona(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    description: str = ""
+    system_prompt: str = _text()
+    # [{"name", "description", "markers": [str, ...]}], validated by personas.TraitSpec
+    traits: list[dict] = _json(list)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Job(SQLModel, table=True):
+    """One long piece of work (generation, training, evaluation). The monitor owns its status."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True)
+    name: str = ""
+    status: str = Field(default="queued", index=True)  # queued → running → succeeded | failed | cancelled
+    params: dict = _json(dict)
+    progress_done: int = 0
+    progress_total: int = 0
+    progress_unit: str = "items"
+    pid: int | None = None
+    heartbeat_at: datetime | None = None
+    error: str | None = _text(nullable=True, default=None)
+    cancel_requested: bool = False
+    started_by: str = ""
+    cost_usd: float = 0.0
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Example(SQLModel, table=True):
+    """One training example, from generation or import, with its review state."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    persona_id: int = Field(foreign_key="persona.id", index=True, ondelete="CASCADE")
+    job_id: int | None = Field(default=None, foreign_key="job.id", index=True, ondelete="SET NULL")
+    source: str = "generated"  # generated | imported
+    scenario: dict = _json(dict)
+    document_type: str = Field(default="", index=True)
+    document_title: str = ""
+    document: str = _text()
+    response: str = _text()
+    original_response: str | None = _text(nullable=True, default=None)
+    messages: list[dict] = _json(list)
+    traits_stressed: list[str] = _json(list)
+    stage_models: dict = _json(dict)
+    document_words: int = 0
+    response_words: int = 0
+    token_count: int = 0
+    validation_issues: list[str] = _json(list)
+    status: str = Field(default="pending", index=True)  # pending | accepted | rejected | failed
+    gold_star: bool = Field(default=False, index=True)
+    rating: int | None = None
+    notes: str = _text()
+    content_hash: str = Field(default="", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ExampleEdit(SQLModel, table=True):
+    """Every edit of a response: who, when, before and after (feeds preference pairs)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    example_id: int = Field(foreign_key="example.id", index=True, ondelete="CASCADE")
+    editor: str = ""
+    before: str = _text()
+    after: str = _text()
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Dataset(SQLModel, table=True):
+    """An immutable snapshot of examples, split and written to files."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    persona_id: int | None = Field(default=None, foreign_key="persona.id", ondelete="CASCADE")
+    filter: dict = _json(dict)
+    split: dict = _json(dict)
+    include_system_prompt: bool = False
+    files: dict = _json(dict)
+    counts: dict = _json(dict)
+    content_hash: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrainingMetric(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("job_id", "step", name="uq_metric_job_step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True, ondelete="CASCADE")
+    step: int
+    epoch: float | None = None
+    loss: float | None = None
+    val_loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_s: float | None = None
+    values: dict = _json(dict)
+    at: datetime = Field(default_factory=utcnow)
+
+
+class ModelEntry(SQLModel, table=True):
+    """The registry: every model the studio can call, by its gateway reference."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    reference: str  # the gateway model string, e.g. local/my-adapter, openai/ft:...
+    base_model: str = ""
+    backend: str = ""  # embedded | local | together | openai | prompt
+    persona_id: int | None = Field(default=None, foreign_key="persona.id", ondelete="SET NULL")
+    job_id: int | None = Field(default=None, foreign_key="job.id", ondelete="SET NULL")
+    dataset_id: int | None = Field(default=None, foreign_key="dataset.id", ondelete="SET NULL")
+    status: str = "candidate"  # candidate | deployed | archived
+    config: dict = _json(dict)
+    metrics: dict = _json(dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DeploymentEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="modelentry.id", index=True, ondelete="CASCADE")
+    persona_id: int | None = Field(default=None, foreign_key="persona.id", ondelete="SET NULL")
+    action: str  # deploy | rollback | archive
+    actor: str = ""
+    notes: str = _text()
+    config: dict = _json(dict)
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Battle(SQLModel, table=True):
+    """One judged comparison of two contestants on one prompt and criterion."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int | None = Field(default=None, foreign_key="job.id", index=True, ondelete="SET NULL")
+    prompt: str = _text()
+    prompt_group: str = ""
+    contestant_a: str
+    contestant_b: str
+    response_a: str = _text()
+    response_b: str = _text()
+    judge: str = ""  # a gateway model, "human:<name>", or an offline judge
+    criterion: str = "overall"
+    verdict: str = ""  # a | b | tie | bothbad | unparsed | missing
+    order: str = "ab"
+    rationale: str = _text()
+    at: datetime = Field(default_factory=utcnow)
+
+
+class TraitScore(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int | None = Field(default=None, foreign_key="job.id", index=True, ondelete="SET NULL")
+    contestant: str
+    prompt: str = _text()
+    trait: str
+    score: float
+    judge: str = ""
+    rationale: str = _text()
+    at: datetime = Field(default_factory=utcnow)
+
+
+class LLMCall(SQLModel, table=True):
+    """Every gateway call: what was asked, what answered, what it cost. Never the key."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    purpose: str = Field(default="", index=True)  # playground | generation | judge | ...
+    job_id: int | None = Field(default=None, foreign_key="job.id", index=True, ondelete="SET NULL")
+    models_requested: list[str] = _json(list)
+    model_used: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: int = 0
+    cost_usd: float = 0.0
+    cached: bool = False
+    attempts: list[dict] = _json(list)  # [{"model", "error"}] for each model that failed before
+    error: str | None = _text(nullable=True, default=None)
+    at: datetime = Field(default_factory=utcnow, index=True)

@@ -1,0 +1,292 @@
+"""Personas: a name, a system prompt, and named traits with behavioural markers.
+
+Stored in the database; exported to and imported from YAML files under data/personas/.
+Every write validates the whole persona first, so nothing is saved half-way.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
+from sqlalchemy import func
+from sqlmodel import select
+
+from pipeline import settings
+from pipeline.db import session_scope
+from pipeline.errors import UserFacingError
+from pipeline.models import Persona, utcnow
+
+SAMPLES_DIR = settings.PROJECT_ROOT / "data" / "personas"
+MAX_MARKERS = 3  # "two or three behavioural markers each"
+
+
+class TraitSpec(BaseModel):
+    name: str
+    description: str
+    markers: list[str] = []
+
+    @field_validator("name", "description")
+    @classmethod
+    def _required(cls, value: str) -> str:
+        value = (value or "").strip()
+        if not value:
+            raise ValueError("is required")
+        return value
+
+    @field_validator("markers")
+    @classmethod
+    def _markers(cls, value: list[str]) -> list[str]:
+        cleaned = [m.strip() for m in value if m and m.strip()]
+        if len(cleaned) > MAX_MARKERS:
+            raise ValueError(f"has {len(cleaned)} markers; keep it to {MAX_MARKERS} or fewer")
+        return cleaned
+
+
+class PersonaSpec(BaseModel):
+    name: str
+    system_prompt: str
+    description: str = ""
+    traits: list[TraitSpec] = []
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = (value or "").strip()
+        if not value:
+            raise ValueError("is required")
+        if len(value) > 60:
+            raise ValueError("is longer than 60 characters")
+        return value
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        value = (value or "").strip()
+        if not value:
+            raise ValueError("is required")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_traits(self) -> PersonaSpec:
+        seen: set[str] = set()
+        for trait in self.traits:
+            key = trait.name.lower()
+            if key in seen:
+                raise ValueError(f"trait {trait.name!r} appears twice")
+            seen.add(key)
+        return self
+
+
+def _friendly(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        loc = item["loc"]
+        message = item["msg"].removeprefix("Value error, ")
+        if loc[:1] == ("traits",) and len(loc) >= 2:
+            where = f"Trait {loc[1] + 1}" + (f" {loc[2]}" if len(loc) > 2 else "")
+        elif loc:
+            where = str(loc[0]).replace("_", " ").capitalize()
+        else:
+            where = "Persona"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def validate(data: dict | PersonaSpec) -> PersonaSpec:
+    if isinstance(data, PersonaSpec):
+        return data
+    if not isinstance(data, dict):
+        raise UserFacingError("A persona must be a mapping with name, system_prompt and traits.")
+    try:
+        return PersonaSpec.model_validate(data)
+    except ValidationError as exc:
+        raise UserFacingError(_friendly(exc)) from None
+
+
+def to_spec(persona: Persona) -> PersonaSpec:
+    return PersonaSpec(
+        name=persona.name,
+        system_prompt=persona.system_prompt,
+        description=persona.description,
+        traits=[TraitSpec(**t) for t in persona.traits],
+    )
+
+
+def list_personas() -> list[Persona]:
+    with session_scope() as session:
+        return list(session.exec(select(Persona).order_by(Persona.name)))
+
+
+def get_persona(name_or_id: str | int) -> Persona:
+    with session_scope() as session:
+        if isinstance(name_or_id, int):
+            persona = session.get(Persona, name_or_id)
+        else:
+            persona = session.exec(select(Persona).where(func.lower(Persona.name) == name_or_id.lower())).first()
+    if persona is None:
+        raise UserFacingError(f"No persona named {name_or_id!r}.")
+    return persona
+
+
+def _name_taken(session, name: str, except_id: int | None = None) -> bool:
+    query = select(Persona.id).where(func.lower(Persona.name) == name.lower())
+    if except_id is not None:
+        query = query.where(Persona.id != except_id)
+    return session.exec(query).first() is not None
+
+
+def create_persona(data: dict | PersonaSpec) -> Persona:
+    spec = validate(data)
+    with session_scope() as session:
+        if _name_taken(session, spec.name):
+            raise UserFacingError(f"A persona named {spec.name!r} already exists; pick another name.")
+        persona = Persona(
+            name=spec.name,
+            description=spec.description,
+            system_prompt=spec.system_prompt,
+            traits=[t.model_dump() for t in spec.traits],
+        )
+        session.add(persona)
+        session.flush()
+        session.refresh(persona)
+    return persona
+
+
+def update_persona(persona_id: int, data: dict | PersonaSpec) -> Persona:
+    spec = validate(data)
+    with session_scope() as session:
+        persona = session.get(Persona, persona_id)
+        if persona is None:
+            raise UserFacingError("That persona no longer exists.")
+        if _name_taken(session, spec.name, except_id=persona_id):
+            raise UserFacingError(f"A persona named {spec.name!r} already exists; pick another name.")
+        persona.name = spec.name
+        persona.description = spec.description
+        persona.system_prompt = spec.system_prompt
+        persona.traits = [t.model_dump() for t in spec.traits]
+        persona.updated_at = utcnow()
+        session.add(persona)
+        session.flush()
+        session.refresh(persona)
+    return persona
+
+
+def duplicate_persona(persona_id: int, new_name: str | None = None) -> Persona:
+    spec = to_spec(get_persona(persona_id))
+    names = {p.name.lower() for p in list_personas()}
+    if not new_name:
+        new_name, n = f"{spec.name} (copy)", 2
+        while new_name.lower() in names:
+            new_name, n = f"{spec.name} (copy {n})", n + 1
+    return create_persona(spec.model_copy(update={"name": new_name}))
+
+
+def delete_persona(persona_id: int) -> None:
+    with session_scope() as session:
+        persona = session.get(Persona, persona_id)
+        if persona is None:
+            raise UserFacingError("That persona no longer exists.")
+        session.delete(persona)
+
+
+# --- YAML ------------------------------------------------------------------------------
+
+
+def slug(name: str) -> str:
+    """A safe file stem from a persona name: never a path of the user's choosing."""
+    stem = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return stem[:60] or "persona"
+
+
+def to_yaml(persona: Persona) -> str:
+    return yaml.safe_dump(to_spec(persona).model_dump(), sort_keys=False, allow_unicode=True, width=100)
+
+
+def export_yaml(persona_id: int, folder: Path | None = None) -> Path:
+    persona = get_persona(persona_id)
+    folder = folder or settings.personas_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{slug(persona.name)}.yaml"
+    path.write_text(to_yaml(persona), encoding="utf-8")
+    return path
+
+
+def parse_yaml(text: str | bytes, source: str = "the file") -> PersonaSpec:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise UserFacingError(f"{source} is not a UTF-8 text file.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise UserFacingError(f"{source} is not valid YAML{where}.") from None
+    if not isinstance(data, dict):
+        raise UserFacingError(f"{source} does not describe a persona (expected name, system_prompt, traits).")
+    try:
+        return validate(data)
+    except UserFacingError as exc:
+        raise UserFacingError(f"{source}: {exc}") from None
+
+
+def import_yaml(text: str | bytes, source: str = "the file", overwrite: bool = False) -> Persona:
+    spec = parse_yaml(text, source)
+    try:
+        existing = get_persona(spec.name)
+    except UserFacingError:
+        return create_persona(spec)
+    if not overwrite:
+        raise UserFacingError(
+            f"A persona named {spec.name!r} already exists. Choose 'replace existing' or rename it in {source}."
+        )
+    return update_persona(existing.id, spec)
+
+
+def seed_samples() -> int:
+    """Load the personas shipped with the app into an empty studio. Returns how many were added."""
+    with session_scope() as session:
+        if session.exec(select(func.count()).select_from(Persona)).one():
+            return 0
+    added = 0
+    for path in sorted(SAMPLES_DIR.glob("*.yaml")):
+        create_persona(parse_yaml(path.read_text(encoding="utf-8"), path.name))
+        added += 1
+    return added
+
+
+def save(persona_id: int | None, data: dict | PersonaSpec) -> Persona:
+    """Create when `persona_id` is None, else update: what the editor's Save button does."""
+    return create_persona(data) if persona_id is None else update_persona(persona_id, data)
+
+
+def traits_from_rows(rows: list[dict]) -> list[dict]:
+    """Editor table rows (name, description, marker 1..3) → trait dicts; blank rows are dropped."""
+    traits = []
+    for row in rows:
+        values = {k: (str(v).strip() if v is not None and str(v) != "nan" else "") for k, v in row.items()}
+        markers = [values.get(f"marker {i}", "") for i in range(1, MAX_MARKERS + 1)]
+        if not any([values.get("name"), values.get("description"), *markers]):
+            continue
+        traits.append(
+            {
+                "name": values.get("name", ""),
+                "description": values.get("description", ""),
+                "markers": [m for m in markers if m],
+            }
+        )
+    return traits
+
+
+def rows_from_traits(traits: list[dict]) -> list[dict]:
+    rows = []
+    for trait in traits:
+        markers = list(trait.get("markers", [])) + [""] * MAX_MARKERS
+        row = {"name": trait["name"], "description": trait["description"]}
+        row.update({f"marker {i}": markers[i - 1] for i in range(1, MAX_MARKERS + 1)})
+        rows.append(row)
+    return rows

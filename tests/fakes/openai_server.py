@@ -1,0 +1,125 @@
+"""An OpenAI-compatible chat server on 127.0.0.1 for tests and benchmarks.
+
+It answers /v1/chat/completions with the documented payload shape, after an optional delay,
+and can be scripted to fail: a queue of behaviours (429 with Retry-After, 500, a hang, garbage)
+is consumed one request at a time before it goes back to answering normally.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+
+
+class FakeOpenAI:
+    def __init__(self, delay: float = 0.0, reply: str = "Hello from the test server."):
+        self.delay = delay
+        self.reply = reply
+        self.script: deque[str] = deque()
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def fail_next(self, *behaviours: str) -> None:
+        """Queue behaviours: '429', '500', '401', 'hang', 'garbage'."""
+        self.script.extend(behaviours)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next_behaviour(self, body: dict) -> str:
+        with self._lock:
+            self.requests.append(body)
+            return self.script.popleft() if self.script else "ok"
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_):  # keep test output clean
+                pass
+
+            def _send(self, status: int, payload, headers: dict | None = None):
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                behaviour = fake._next_behaviour(body)
+                if behaviour == "429":
+                    return self._send(
+                        429,
+                        {
+                            "error": {
+                                "message": "Rate limit reached for requests",
+                                "type": "requests",
+                                "code": "rate_limit_exceeded",
+                            }
+                        },
+                        {"retry-after": "0.2"},
+                    )
+                if behaviour == "500":
+                    return self._send(500, {"error": {"message": "The server had an error", "type": "server_error"}})
+                if behaviour == "401":
+                    return self._send(
+                        401,
+                        {
+                            "error": {
+                                "message": "Incorrect API key provided",
+                                "type": "invalid_request_error",
+                                "code": "invalid_api_key",
+                            }
+                        },
+                    )
+                if behaviour == "hang":
+                    time.sleep(30)
+                if behaviour == "garbage":
+                    return self._send(200, b"<html>not json")
+                time.sleep(fake.delay)
+                words = len(fake.reply.split())
+                prompt_words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+                return self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{len(fake.requests)}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", "test-model"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": fake.reply},
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": prompt_words,
+                            "completion_tokens": words,
+                            "total_tokens": prompt_words + words,
+                        },
+                    },
+                )
+
+        return Handler
