@@ -18,7 +18,8 @@ if flash := st.session_state.pop("persona_flash", None):
 
 
 def remember(name: str, message: str) -> None:
-    st.session_state["persona_choice"] = name
+    """Select `name` and show `message` after a rerun (a widget's state is set before it is drawn)."""
+    st.session_state["persona_next"] = name
     st.session_state["persona_flash"] = message
     st.rerun()
 
@@ -26,6 +27,8 @@ def remember(name: str, message: str) -> None:
 existing = personas.list_personas()
 by_name = {p.name: p for p in existing}
 options = [*by_name, NEW]
+if "persona_next" in st.session_state:
+    st.session_state["persona_choice"] = st.session_state.pop("persona_next")
 if st.session_state.get("persona_choice") not in options:
     st.session_state["persona_choice"] = options[0]
 choice = st.selectbox("Persona", options, key="persona_choice")
@@ -94,9 +97,8 @@ if current:
         confirm = st.checkbox(f"Yes, delete “{current.name}”", key=f"confirm_delete_{current.id}")
         if st.button("Delete persona", disabled=not confirm):
             personas.delete_persona(current.id)
-            st.session_state.pop("persona_choice", None)
-            st.session_state["persona_flash"] = f"Deleted “{current.name}”."
-            st.rerun()
+            remaining = [n for n in by_name if n != current.name]
+            remember(remaining[0] if remaining else NEW, f"Deleted “{current.name}”.")
 
 st.divider()
 st.subheader("Import from YAML")

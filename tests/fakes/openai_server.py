@@ -83,11 +83,13 @@ class FakeOpenAI:
                 if behaviour == "500":
                     return self._send(500, {"error": {"message": "The server had an error", "type": "server_error"}})
                 if behaviour == "401":
+                    # Worst case for secrecy: a provider that echoes the key it was sent.
+                    sent = self.headers.get("Authorization", "").removeprefix("Bearer ")
                     return self._send(
                         401,
                         {
                             "error": {
-                                "message": "Incorrect API key provided",
+                                "message": f"Incorrect API key provided: {sent}",
                                 "type": "invalid_request_error",
                                 "code": "invalid_api_key",
                             }

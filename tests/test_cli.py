@@ -1,0 +1,67 @@
+"""The command line, run as a user runs it: `python -m pipeline ...` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_help_lists_the_subcommands():
+    out = run("--help")
+    assert out.returncode == 0
+    for command in ("init", "chat", "personas"):
+        assert command in out.stdout
+
+
+def test_chat_prints_the_reply_and_what_it_cost(endpoints):
+    out = run("chat", "--model", "primary", "Hello?")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Primary answer."
+    assert "[primary]" in out.stderr and "tokens" in out.stderr
+
+
+def test_chat_reports_the_fallback(endpoints):
+    primary, _ = endpoints
+    primary.fail_next("401")
+    out = run("chat", "--model", "primary", "--fallback", "backup", "Hello?")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Backup answer."
+    assert "[fell back] primary" in out.stderr
+
+
+def test_chat_with_an_unconfigured_model_fails_with_a_message_not_a_traceback():
+    out = run("chat", "--model", "anthropic/claude-haiku-4-5", "Hello?")
+    assert out.returncode == 1
+    assert "ANTHROPIC_API_KEY" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_init_then_personas_export_and_import(studio, tmp_path):
+    assert run("init", "--skip-model").returncode == 0
+    listing = run("personas", "list")
+    assert listing.stdout.startswith("collaborative\t5 traits")
+
+    exported = run("personas", "export", "collaborative")
+    path = exported.stdout.strip()
+    assert exported.returncode == 0 and path.endswith("collaborative.yaml")
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(open(path).read().replace("name: collaborative\n", "name: collaborative two\n", 1))
+    imported = run("personas", "import", str(edited))
+    assert imported.returncode == 0, imported.stderr
+    assert "collaborative two" in run("personas", "list").stdout
+
+    again = run("personas", "import", str(edited))
+    assert again.returncode == 1 and "already exists" in again.stderr

@@ -1,0 +1,182 @@
+"""Every page through Streamlit's AppTest, from app.py with switch_page, as a user would click it."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pipeline import personas, settings
+from tests.conftest import REPO
+
+TIMEOUT = 180  # the embedded model's first load and a reply on 2 cores
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    if page:
+        at.switch_page(page).run()
+        assert not at.exception
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+# --- Home and sidebar -------------------------------------------------------------------
+
+
+def test_home_shows_the_studio_counts_and_the_configured_providers():
+    at = open_app()
+    assert at.title[0].value == "Persona Studio"
+    assert [m.label for m in at.metric] == ["Personas", "Model calls", "Spend"]
+    assert at.metric[0].value == "1"  # the sample persona
+    sidebar = " ".join(texts(at.sidebar.markdown))
+    assert "🟢 Embedded (SmolLM2-135M)" in sidebar
+    assert "⚪ Anthropic · no key" in sidebar and "⚪ OpenAI · no key" in sidebar
+    assert "sk-" not in sidebar
+
+
+def test_sidebar_shows_a_provider_as_configured_but_never_its_key(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-never-shown")
+    at = open_app()
+    sidebar = " ".join(texts(at.sidebar.markdown))
+    assert "🟢 Anthropic" in sidebar and "sk-ant-never-shown" not in sidebar
+
+
+# --- Personas ---------------------------------------------------------------------------
+
+
+def test_personas_page_shows_the_sample_persona_and_its_traits():
+    at = open_app("pages/personas.py")
+    assert at.selectbox(key="persona_choice").value == "collaborative"
+    assert at.text_input[0].value == "collaborative"
+    table = at.data_editor[0].value
+    assert list(table["name"]) == ["collaborative", "curious", "ethical", "candid", "warm"]
+
+
+def test_create_a_persona_with_a_trait_from_the_page():
+    at = open_app("pages/personas.py")
+    at.selectbox(key="persona_choice").select("➕ New persona").run()
+    at.text_input[0].input("mentor")
+    at.text_area[0].input("You are a patient mentor.")
+    at.session_state["traits_new"] = {
+        "edited_rows": {},
+        "added_rows": [{"name": "patient", "description": "Never rushes.", "marker 1": "Explains twice"}],
+        "deleted_rows": [],
+    }
+    at.button[0].click().run()  # Save persona
+
+    assert not at.exception
+    assert "Saved persona “mentor” with 1 traits." in texts(at.success)
+    assert at.selectbox(key="persona_choice").value == "mentor"
+    saved = personas.get_persona("mentor")
+    assert saved.traits == [{"name": "patient", "description": "Never rushes.", "markers": ["Explains twice"]}]
+
+
+def test_an_empty_name_is_refused_on_the_page_and_nothing_is_saved():
+    at = open_app("pages/personas.py")
+    at.selectbox(key="persona_choice").select("➕ New persona").run()
+    at.text_area[0].input("A prompt with no name.")
+    at.button[0].click().run()
+    assert not at.exception
+    assert texts(at.error) == ["Name: is required"]
+    assert [p.name for p in personas.list_personas()] == ["collaborative"]
+
+
+def test_duplicate_and_delete_from_the_page():
+    at = open_app("pages/personas.py")
+    next(b for b in at.button if b.label == "Duplicate this persona").click().run()
+    assert at.selectbox(key="persona_choice").value == "collaborative (copy)"
+
+    delete = next(b for b in at.button if b.label == "Delete persona")
+    assert delete.disabled  # needs the confirmation first
+    at.checkbox[0].check().run()
+    next(b for b in at.button if b.label == "Delete persona").click().run()
+    assert not at.exception
+    assert "Deleted “collaborative (copy)”." in texts(at.success)
+    assert [p.name for p in personas.list_personas()] == ["collaborative"]
+
+
+def test_import_yaml_from_the_page_and_a_malformed_file_is_explained():
+    at = open_app("pages/personas.py")
+    at.file_uploader[0].upload("broken.yaml", b"name: [oops\n", "application/x-yaml").run()
+    next(b for b in at.button if b.label == "Import").click().run()
+    assert not at.exception
+    assert texts(at.error)[0].startswith("broken.yaml is not valid YAML")
+
+    good = b"name: reviewer\nsystem_prompt: You review things.\ntraits:\n  - name: exact\n    description: Precise.\n"
+    at.file_uploader[0].set_value(("reviewer.yaml", good, "application/x-yaml")).run()
+    next(b for b in at.button if b.label == "Import").click().run()
+    assert "Imported “reviewer” with 1 traits." in texts(at.success)
+    assert at.selectbox(key="persona_choice").value == "reviewer"
+
+
+# --- Playground -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_playground_chats_with_the_embedded_model_and_shows_tokens_latency_and_cost():
+    at = open_app("pages/playground.py")
+    assert at.selectbox(key="model_0").value == settings.EMBEDDED_MODEL
+    at.slider[1].set_value(32)  # max reply tokens: keep the CPU reply short
+    at.chat_input[0].set_value("Hello! Who are you?").run()
+
+    assert not at.exception
+    user, assistant = at.chat_message
+    assert user.markdown[0].value == "Hello! Who are you?"
+    assert assistant.markdown[0].value.strip()
+    meta = assistant.caption[0].value
+    assert meta.startswith(f"**{settings.EMBEDDED_MODEL}**") and "tokens" in meta and "$0.00000" in meta
+
+
+def test_playground_shows_the_provider_error_and_which_fallback_answered(endpoints):
+    primary, _ = endpoints
+    primary.fail_next("401")
+    at = open_app("pages/playground.py")
+    at.selectbox(key="model_0").select("primary").run()
+    at.selectbox(key="fallback_0").select("backup").run()
+    at.chat_input[0].set_value("Hi").run()
+
+    assert not at.exception
+    assert at.chat_message[1].markdown[0].value == "Backup answer."
+    [warning] = texts(at.warning)
+    assert warning.startswith("primary failed, so backup answered") and "Incorrect API key" in warning
+
+
+def test_playground_with_every_model_failing_shows_the_error_not_a_traceback(endpoints):
+    primary, _ = endpoints
+    primary.fail_next("401")
+    at = open_app("pages/playground.py")
+    at.selectbox(key="model_0").select("primary").run()
+    at.selectbox(key="fallback_0").select("(no fallback)").run()
+    at.chat_input[0].set_value("Hi").run()
+    assert not at.exception
+    assert "Incorrect API key" in texts(at.error)[0]
+
+
+def test_playground_side_by_side_sends_the_message_to_both_models(endpoints):
+    primary, backup = endpoints
+    at = open_app("pages/playground.py")
+    at.toggle[0].set_value(True).run()
+    at.selectbox(key="model_0").select("primary").run()
+    at.selectbox(key="model_1").select("backup").run()
+    at.radio[0].set_value("Without it").run()
+    at.chat_input[0].set_value("Compare yourselves").run()
+
+    assert not at.exception
+    replies = [m.markdown[0].value for m in at.chat_message if m.name == "assistant"]
+    assert replies == ["Primary answer.", "Backup answer."]
+    # "without" the system prompt means no system message reached either model
+    assert all(m["role"] != "system" for m in primary.requests[0]["messages"] + backup.requests[0]["messages"])
+
+
+def test_playground_with_the_system_prompt_sends_the_personas_prompt(endpoints):
+    primary, _ = endpoints
+    at = open_app("pages/playground.py")
+    at.selectbox(key="model_0").select("primary").run()
+    at.chat_input[0].set_value("Hi").run()
+    sent = primary.requests[0]["messages"]
+    assert sent[0]["role"] == "system"
+    assert sent[0]["content"] == personas.get_persona("collaborative").system_prompt
