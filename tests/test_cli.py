@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -58,7 +59,7 @@ def test_init_then_personas_export_and_import(studio, tmp_path):
     path = exported.stdout.strip()
     assert exported.returncode == 0 and path.endswith("collaborative.yaml")
     edited = tmp_path / "edited.yaml"
-    edited.write_text(open(path).read().replace("name: collaborative\n", "name: collaborative two\n", 1))
+    edited.write_text(Path(path).read_text().replace("name: collaborative\n", "name: collaborative two\n", 1))
     imported = run("personas", "import", str(edited))
     assert imported.returncode == 0, imported.stderr
     assert "collaborative two" in run("personas", "list").stdout
