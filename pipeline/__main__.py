@@ -20,6 +20,19 @@ def _cmd_init(args) -> int:
     return 0
 
 
+def _cmd_db(args) -> int:
+    from pipeline import db
+
+    if args.action == "upgrade":
+        db.get_engine()
+        print("Database is at the newest schema.")
+    else:
+        if not args.message:
+            raise UserFacingError('Give the migration a message, e.g. `db revision "add example tags"`.')
+        print(f"Wrote {db.new_revision(args.message)}; read it, then commit it.")
+    return 0
+
+
 def _cmd_chat(args) -> int:
     from pipeline import personas, playground
 
@@ -70,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="create or migrate the database, add sample personas, prepare the embedded model")
     p.add_argument("--skip-model", action="store_true", help="do not convert the embedded model now")
     p.set_defaults(func=_cmd_init)
+
+    p = sub.add_parser("db", help="apply migrations, or write a new one after changing pipeline/models.py")
+    p.add_argument("action", choices=["upgrade", "revision"])
+    p.add_argument("message", nargs="?", help="revision: what the migration changes")
+    p.set_defaults(func=_cmd_db)
 
     p = sub.add_parser("chat", help="send one message to a model through the gateway")
     p.add_argument("message")

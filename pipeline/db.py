@@ -86,6 +86,18 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def new_revision(message: str) -> Path:
+    """Autogenerate a migration from the difference between models.py and the current database."""
+    engine = get_engine()
+    cfg = _alembic_config(engine)
+    versions = MIGRATIONS_DIR / "versions"
+    rev_id = f"{len(list(versions.glob('[0-9]*.py'))) + 1:04d}"
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        script = command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
+    return Path(script.path)
+
+
 def reset_engines() -> None:
     """Forget cached engines (tests switch data folders between cases)."""
     with _lock:

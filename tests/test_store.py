@@ -110,3 +110,14 @@ def test_processes_starting_together_migrate_once(studio):
         assert starter.returncode == 0, err
     with db.get_engine().connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+
+
+def test_models_and_migrations_agree():
+    """A table or column changed in models.py without a migration fails here (`python -m pipeline db revision`)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with db.get_engine().connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert diff == []
