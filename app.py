@@ -1,20 +1,28 @@
 """Persona Studio: `streamlit run app.py`. Routes to the pages and draws the shared sidebar."""
 
+import os
+
 import streamlit as st
 
-from pipeline import settings, startup
+from pipeline import monitor, settings, startup
 
 st.set_page_config(page_title="Persona Studio", page_icon="🎭", layout="wide")
 startup.init(with_model=False)  # migrations and sample personas; cheap once done
+if os.environ.get("STUDIO_AUTOSTART_MONITOR", "1") != "0":
+    monitor.ensure_running()  # the background worker; one per data folder, guarded by its lock
 
 pages = {
     "": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
     "Data": [st.Page("pages/personas.py", title="Personas", icon="🎭")],
+    "Training": [st.Page("pages/monitor.py", title="Live monitoring", icon="📈")],
     "Models": [st.Page("pages/playground.py", title="Playground", icon="💬")],
 }
 navigation = st.navigation(pages)
 
 with st.sidebar:
+    st.text_input("Your name", key="user_name", help="Recorded on the jobs you start and the labels you give.")
+    worker = monitor.status_word()
+    st.markdown(f"{ {'running': '🟢', 'starting': '🟡'}.get(worker, '🔴') } Background worker {worker}")
     st.markdown("**Providers**")
     for label, configured in settings.configured_providers().items():
         st.markdown(f"{'🟢' if configured else '⚪'} {label}" + ("" if configured else " · no key"))

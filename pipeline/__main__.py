@@ -59,6 +59,47 @@ def _cmd_chat(args) -> int:
     return 0
 
 
+def _cmd_jobs(args) -> int:
+    from pipeline import job_board, jobs
+
+    if args.action == "list":
+        rows = job_board.rows()
+        if not rows:
+            print("No jobs yet.")
+        for row in rows:
+            print(
+                f"#{row['id']:<5} {row['status']:<14} {row['kind']:<14} {row['done']:<22} "
+                f"{row['elapsed']:>8}  {row['name']}"
+            )
+        return 0
+    if args.job_id is None:
+        raise UserFacingError(f"`jobs {args.action}` needs a job id.")
+    if args.action == "show":
+        detail = job_board.detail(args.job_id)
+        job = detail.job
+        print(f"Job #{job.id}: {job.name} ({job.kind}), {detail.badge}")
+        print(
+            f"progress: {job.progress_done}/{job.progress_total} {job.progress_unit}  elapsed: {detail.elapsed}"
+            f"  eta: {detail.eta or '-'}  cost: ${detail.cost_usd:.4f}  started by: {job.started_by}"
+        )
+        if job.error:
+            print(f"reason: {job.error}")
+        print(f"params: {json.dumps(job.params)}")
+        print(f"metrics: {len(detail.metrics)} steps")
+    elif args.action == "cancel":
+        jobs.request_cancel(args.job_id)
+        print(f"Cancel requested for job {args.job_id}; the monitor stops it.")
+    elif args.action == "logs":
+        print(job_board.detail(args.job_id, log_lines=args.lines).log)
+    return 0
+
+
+def _cmd_monitor(args) -> int:
+    from pipeline import monitor
+
+    return monitor.main()
+
+
 def _cmd_personas(args) -> int:
     from pipeline import personas
 
@@ -99,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=_cmd_chat)
+
+    p = sub.add_parser("jobs", help="list jobs, show one, cancel one, or print its log")
+    p.add_argument("action", choices=["list", "show", "cancel", "logs"])
+    p.add_argument("job_id", nargs="?", type=int)
+    p.add_argument("--lines", type=int, default=200, help="logs: how many lines from the end")
+    p.set_defaults(func=_cmd_jobs)
+
+    p = sub.add_parser("monitor", help="run the background monitor in the foreground (the app starts one itself)")
+    p.set_defaults(func=_cmd_monitor)
 
     p = sub.add_parser("personas", help="list, export or import personas")
     p.add_argument("action", choices=["list", "export", "import"])

@@ -52,6 +52,9 @@ class Job(SQLModel, table=True):
     pid: int | None = None
     heartbeat_at: datetime | None = None
     error: str | None = _text(nullable=True, default=None)
+    message: str = ""  # the job's latest word on what it is doing
+    exit_code: int | None = None
+    metrics_offset: int = 0  # bytes of metrics.jsonl already ingested: a restarted monitor resumes here
     cancel_requested: bool = False
     started_by: str = ""
     cost_usd: float = 0.0

@@ -6,13 +6,30 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from pipeline.db import session_scope
-from pipeline.models import LLMCall, Persona
+from pipeline.models import Example, Job, LLMCall, ModelEntry, Persona
+
+
+def _count(session, model, *where) -> int:
+    return session.exec(select(func.count()).select_from(model).where(*where)).one()
 
 
 def studio_counts() -> dict:
     with session_scope() as session:
-        personas = session.exec(select(func.count()).select_from(Persona)).one()
-        calls, spend = session.exec(
-            select(func.count(), func.coalesce(func.sum(LLMCall.cost_usd), 0.0)).where(LLMCall.error.is_(None))
+        spend = session.exec(
+            select(func.coalesce(func.sum(LLMCall.cost_usd), 0.0)).where(LLMCall.error.is_(None))
         ).one()
-    return {"personas": personas, "llm_calls": calls, "spend_usd": float(spend)}
+        last_evaluation = session.exec(
+            select(Job.message)
+            .where(Job.kind == "evaluation", Job.status == "succeeded")
+            .order_by(Job.finished_at.desc())
+        ).first()
+        return {
+            "personas": _count(session, Persona),
+            "examples": _count(session, Example),
+            "gold_stars": _count(session, Example, Example.gold_star),
+            "running_jobs": _count(session, Job, Job.status == "running"),
+            "deployed_models": _count(session, ModelEntry, ModelEntry.status == "deployed"),
+            "llm_calls": _count(session, LLMCall, LLMCall.error.is_(None)),
+            "spend_usd": float(spend),
+            "last_evaluation": last_evaluation or "No evaluation yet",
+        }

@@ -25,6 +25,7 @@ def studio(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("STUDIO_DATA_DIR", str(data))
     monkeypatch.setenv("STUDIO_MODELS_DIR", str(SHARED_MODELS))
     monkeypatch.setenv("STUDIO_SECRETS_FILE", str(tmp_path / "secrets.toml"))
+    monkeypatch.setenv("STUDIO_AUTOSTART_MONITOR", "0")  # tests that need a monitor start their own
     for var in KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     db.reset_engines()

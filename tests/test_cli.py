@@ -66,3 +66,22 @@ def test_init_then_personas_export_and_import(studio, tmp_path):
 
     again = run("personas", "import", str(edited))
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_jobs_list_show_cancel_and_logs():
+    from pipeline import jobs, runfolder
+
+    job = jobs.submit("probe", {"rate": 1}, name="nightly check")
+    folder = runfolder.run_dir(job.id)
+    folder.mkdir(parents=True)
+    (folder / runfolder.LOG).write_text("line one\nline two\n")
+
+    listing = run("jobs", "list")
+    assert listing.returncode == 0 and f"#{job.id}" in listing.stdout and "nightly check" in listing.stdout
+    shown = run("jobs", "show", str(job.id))
+    assert "🟡 queued" in shown.stdout and '"rate": 1' in shown.stdout
+    assert run("jobs", "logs", str(job.id), "--lines", "1").stdout.strip() == "line two"
+    assert run("jobs", "cancel", str(job.id)).returncode == 0
+    assert jobs.get(job.id).cancel_requested
+    missing = run("jobs", "show", "999")
+    assert missing.returncode == 1 and "There is no job 999" in missing.stderr

@@ -30,8 +30,7 @@ def texts(elements) -> list[str]:
 def test_home_shows_the_studio_counts_and_the_configured_providers():
     at = open_app()
     assert at.title[0].value == "Persona Studio"
-    assert [m.label for m in at.metric] == ["Personas", "Model calls", "Spend"]
-    assert at.metric[0].value == "1"  # the sample persona
+    assert "Personas (1)" in at.get("page_link")[0].proto.label  # the sample persona
     sidebar = " ".join(texts(at.sidebar.markdown))
     assert "🟢 Embedded (SmolLM2-135M)" in sidebar
     assert "⚪ Anthropic · no key" in sidebar and "⚪ OpenAI · no key" in sidebar
@@ -180,3 +179,125 @@ def test_playground_with_the_system_prompt_sends_the_personas_prompt(endpoints):
     sent = primary.requests[0]["messages"]
     assert sent[0]["role"] == "system"
     assert sent[0]["content"] == personas.get_persona("collaborative").system_prompt
+
+
+# --- Live monitoring --------------------------------------------------------------------
+
+
+def _jobs_in_every_state() -> dict[str, int]:
+    from datetime import timedelta
+
+    from pipeline import runfolder
+    from pipeline.db import session_scope
+    from pipeline.models import Job, TrainingMetric, utcnow
+
+    now = utcnow()
+    made = {}
+    with session_scope() as session:
+        specs = {
+            "queued": Job(kind="probe", name="waiting", status="queued"),
+            "training": Job(
+                kind="probe",
+                name="lora run",
+                status="running",
+                progress_done=30,
+                progress_total=120,
+                progress_unit="steps",
+                started_at=now - timedelta(seconds=60),
+                heartbeat_at=now,
+            ),
+            "failed": Job(
+                kind="probe",
+                name="broken",
+                status="failed",
+                error="process exited without finishing",
+                started_at=now - timedelta(seconds=9),
+                finished_at=now,
+            ),
+            "succeeded": Job(
+                kind="probe",
+                name="fine",
+                status="succeeded",
+                progress_done=5,
+                progress_total=5,
+                started_at=now - timedelta(seconds=5),
+                finished_at=now,
+            ),
+            "cancelled": Job(kind="probe", name="stopped", status="cancelled", finished_at=now),
+        }
+        for key, job in specs.items():
+            session.add(job)
+            session.flush()
+            made[key] = job.id
+        for step in range(1, 31):
+            session.add(
+                TrainingMetric(
+                    job_id=made["training"], step=step, loss=3.0 - step * 0.05, learning_rate=2e-4, tokens_per_s=900.0
+                )
+            )
+    folder = runfolder.run_dir(made["failed"])
+    folder.mkdir(parents=True)
+    (folder / runfolder.LOG).write_text("2026-11-25 00:00:00 job 3 (probe) started\nTraceback: boom\n")
+    return made
+
+
+def test_monitoring_page_lists_jobs_with_badges_progress_and_eta():
+    made = _jobs_in_every_state()
+    at = open_app("pages/monitor.py")
+    table = at.dataframe[0].value
+    statuses = dict(zip(table["id"], table["status"], strict=True))
+    assert statuses[made["queued"]] == "🟡 queued"
+    assert statuses[made["training"]] == "🔵 running"
+    assert statuses[made["failed"]] == "🔴 failed"
+    assert statuses[made["succeeded"]] == "🟢 succeeded"
+    assert statuses[made["cancelled"]] == "⚪ cancelled"
+    training = table[table["id"] == made["training"]].iloc[0]
+    assert training["progress"] == 0.25 and training["done"] == "30 / 120 steps"
+    assert training["eta"].startswith("3m 0")  # 30 steps took 60 s; 90 to go
+
+
+def test_monitoring_page_draws_the_training_curves_and_can_cancel():
+    made = _jobs_in_every_state()
+    at = open_app("pages/monitor.py")
+    at.selectbox(key="monitor_job").select(made["training"]).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1
+    status, elapsed, eta = (m.value for m in at.metric[:3])
+    assert status == "🔵 running" and elapsed.startswith("1m 0") and eta.startswith("3m 0")
+
+    next(b for b in at.button if b.label == "Cancel this job").click().run()
+    from pipeline import jobs
+
+    assert jobs.get(made["training"]).cancel_requested
+    assert not [b for b in at.button if b.label == "Cancel this job"]  # asked once; now "cancelling"
+    assert at.metric[0].value == "🟠 cancelling"
+
+
+def test_monitoring_page_explains_a_failure_and_shows_the_log():
+    made = _jobs_in_every_state()
+    at = open_app("pages/monitor.py")
+    at.selectbox(key="monitor_job").select(made["failed"]).run()
+    assert texts(at.error) == ["This job failed: process exited without finishing"]
+    assert "Traceback: boom" in at.code[0].value
+
+
+def test_monitoring_page_with_no_jobs_says_so_and_can_start_a_worker_check():
+    at = open_app("pages/monitor.py")
+    assert "No jobs yet" in at.info[0].value
+    next(b for b in at.button if b.label == "Run a worker check").click().run()
+    assert not at.exception
+    assert at.dataframe[0].value.iloc[0]["status"] == "🟡 queued"
+
+
+def test_home_shows_the_dashboard_header():
+    _jobs_in_every_state()
+    at = open_app()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {
+        "Examples": "0",
+        "Gold stars": "0",
+        "Running jobs": "1",
+        "Deployed models": "0",
+        "Spend": "$0.0000",
+    }
+    assert "No evaluation yet" in at.info[0].value

@@ -1,0 +1,80 @@
+import pandas as pd
+import streamlit as st
+
+from pipeline import charts, job_board, jobs
+from pipeline.errors import UserFacingError
+
+st.title("Live monitoring")
+st.caption("Every generation, training and evaluation job, live. Jobs keep running if you close the browser.")
+
+left, right = st.columns([3, 1])
+with right:
+    if st.button("Run a worker check", help="A short job that checks the background worker end to end."):
+        job = jobs.submit("probe", {"rate": 5, "seconds": 20}, started_by=st.session_state.get("user_name", ""))
+        st.session_state["monitor_job"] = job.id
+        st.toast(f"Queued job {job.id}.")
+
+
+@st.fragment(run_every=2)
+def live_board():
+    table = job_board.rows()
+    if not table:
+        st.info("No jobs yet. Work you start on the other pages appears here.")
+        return
+    st.dataframe(
+        pd.DataFrame(table),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "id": st.column_config.NumberColumn("Job", format="%d", width="small"),
+            "progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent"),
+            "cost": st.column_config.NumberColumn("Cost", format="$%.4f"),
+        },
+    )
+    ids = [row["id"] for row in table]
+    labels = {row["id"]: f"#{row['id']} · {row['name']} · {row['status']}" for row in table}
+    chosen = st.session_state.get("monitor_job")
+    st.session_state["monitor_job"] = chosen if chosen in ids else ids[0]
+    job_id = st.selectbox("Show job", ids, format_func=labels.get, key="monitor_job")
+    show_job(job_board.detail(job_id))
+
+
+def show_job(detail: job_board.JobDetail) -> None:
+    job = detail.job
+    a, b, c, d = st.columns(4)
+    a.metric("Status", detail.badge)
+    b.metric("Elapsed", detail.elapsed or "–")
+    c.metric("ETA", detail.eta or "–")
+    d.metric("Cost so far", f"${detail.cost_usd:.4f}")
+    if job.progress_total:
+        st.progress(
+            min(job.progress_done / job.progress_total, 1.0),
+            text=f"{job.progress_done} of {job.progress_total} {job.progress_unit}"
+            + (f" · {job.message}" if job.message else ""),
+        )
+    if job.status == "failed":
+        st.error(f"This job failed: {job.error}")
+    elif job.status == "cancelled" and job.error:
+        st.warning(job.error)
+    if detail.can_cancel and st.button("Cancel this job", type="secondary", key=f"cancel_{job.id}"):
+        try:
+            jobs.request_cancel(job.id)
+        except UserFacingError as exc:
+            st.error(str(exc))
+        else:
+            st.toast("Cancel requested; the job saves what it has and stops.")
+            st.rerun()  # show "cancelling" now, not at the next refresh
+    figure = (
+        charts.training_curves(detail.metrics)
+        if detail.is_training
+        else charts.items_over_time(detail.metrics, job.progress_unit)
+    )
+    if figure is not None:
+        st.plotly_chart(figure, width="stretch", key=f"chart_{job.id}")
+    log_tab, params_tab = st.tabs(["Log", "Parameters"])
+    log_tab.code(detail.log or "(nothing logged yet)", language=None)
+    params_tab.json(job.params)
+
+
+with left:
+    live_board()

@@ -1,0 +1,104 @@
+"""What the monitoring page shows: every job as a row, and one job in detail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline import jobs, runfolder
+from pipeline.models import Job
+
+BADGES = {
+    "queued": "🟡 queued",
+    "running": "🔵 running",
+    "succeeded": "🟢 succeeded",
+    "failed": "🔴 failed",
+    "cancelled": "⚪ cancelled",
+}
+
+
+def badge(job: Job) -> str:
+    if job.cancel_requested and job.status in jobs.ACTIVE:
+        return "🟠 cancelling"
+    return BADGES.get(job.status, job.status)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def rows(limit: int = 200) -> list[dict]:
+    listed = jobs.list_jobs(limit)
+    spent = jobs.costs([j.id for j in listed])
+    table = []
+    for job in listed:
+        timing = jobs.timing(job)
+        table.append(
+            {
+                "id": job.id,
+                "kind": jobs.KIND_LABELS.get(job.kind, job.kind),
+                "name": job.name,
+                "status": badge(job),
+                "progress": (job.progress_done / job.progress_total) if job.progress_total else 0.0,
+                "done": f"{job.progress_done} / {job.progress_total} {job.progress_unit}" if job.progress_total else "",
+                "elapsed": duration(timing.elapsed_s),
+                "eta": duration(timing.eta_s),
+                "started by": job.started_by,
+                "cost": spent.get(job.id, 0.0),
+            }
+        )
+    return table
+
+
+@dataclass
+class JobDetail:
+    job: Job
+    badge: str
+    metrics: list[dict]
+    log: str
+    cost_usd: float
+    elapsed: str
+    eta: str
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.job.status in jobs.ACTIVE and not self.job.cancel_requested
+
+    @property
+    def is_training(self) -> bool:
+        return self.job.progress_unit == "steps"
+
+
+def detail(job_id: int, log_lines: int = 80) -> JobDetail:
+    job = jobs.get(job_id)
+    timing = jobs.timing(job)
+    records = [
+        {
+            "step": m.step,
+            "at": m.at,
+            "epoch": m.epoch,
+            "loss": m.loss,
+            "val_loss": m.val_loss,
+            "learning_rate": m.learning_rate,
+            "tokens_per_s": m.tokens_per_s,
+            **m.values,
+        }
+        for m in jobs.metrics(job_id)
+    ]
+    return JobDetail(
+        job=job,
+        badge=badge(job),
+        metrics=records,
+        log=runfolder.log_tail(job_id, log_lines),
+        cost_usd=jobs.costs([job_id]).get(job_id, 0.0),
+        elapsed=duration(timing.elapsed_s),
+        eta=duration(timing.eta_s),
+    )

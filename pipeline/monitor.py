@@ -1,0 +1,441 @@
+"""The monitor: the studio's one background worker (`python -m pipeline.monitor`).
+
+One instance per data folder, guarded by a lock file. Each pass it:
+- ingests what jobs wrote in data/runs/ (woken at once by watchdog; a full sweep every few
+  seconds catches anything an event missed);
+- fails running jobs whose process died, whose heartbeat stopped, or whose run folder vanished,
+  with the reason in plain words;
+- passes cancel requests on as SIGTERM to the job's process group, and SIGKILL after a grace;
+- polls cloud providers for jobs that run there (backends register a poller);
+- starts queued jobs, each in its own process group, within a concurrency limit per kind.
+It is the only writer of job status and metrics. It stops cleanly on SIGTERM; jobs keep running
+and a new monitor adopts them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlmodel import select
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from pipeline import ingest, runfolder, settings
+from pipeline.db import session_scope
+from pipeline.models import Job, utcnow
+
+log = logging.getLogger("pipeline.monitor")
+
+WATCHED = {runfolder.STATUS, runfolder.METRICS}
+DEFAULT_CONCURRENCY = {"train_local": 1}
+FALLBACK_CONCURRENCY = 2
+
+
+def lock_path() -> Path:
+    return settings.data_dir() / "monitor.lock"
+
+
+def state_path() -> Path:
+    return settings.data_dir() / "monitor.json"
+
+
+def concurrency(kind: str) -> int:
+    value = os.environ.get(f"STUDIO_CONCURRENCY_{kind.upper()}")
+    return int(value) if value else DEFAULT_CONCURRENCY.get(kind, FALLBACK_CONCURRENCY)
+
+
+# --- cloud polling: training backends plug in here ---------------------------------------
+
+
+@dataclass
+class CloudPoller:
+    """poll(job) returns a status.json-like dict and may return metric records under "metrics"."""
+
+    poll: Callable[[Job], dict]
+    interval_s: float = 15.0
+    max_interval_s: float = 300.0
+
+
+CLOUD_POLLERS: dict[str, CloudPoller] = {}
+
+
+def register_cloud_poller(kind: str, poller: CloudPoller) -> None:
+    CLOUD_POLLERS[kind] = poller
+
+
+@dataclass
+class _PollState:
+    next_at: float = 0.0
+    interval: float = 0.0
+    failures: int = 0
+
+
+# --- is one running? ------------------------------------------------------------------------
+
+
+def is_alive() -> bool:
+    """True when a monitor holds the lock for this data folder."""
+    path = lock_path()
+    if not path.exists():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def state() -> dict:
+    try:
+        return json.loads(state_path().read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def start_detached() -> int:
+    """Start a monitor that outlives the caller (its own session; output to data/logs/)."""
+    settings.logs_dir().mkdir(parents=True, exist_ok=True)
+    with open(settings.logs_dir() / "monitor.out", "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.monitor"],
+            cwd=settings.PROJECT_ROOT,
+            env=_child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process.pid
+
+
+_started_at: dict[Path, float] = {}
+STARTING_GRACE_S = 20.0  # a new monitor needs a moment (imports) before it holds the lock
+
+
+def _recently_started() -> bool:
+    return time.monotonic() - _started_at.get(settings.data_dir(), -1e9) < STARTING_GRACE_S
+
+
+def ensure_running() -> bool:
+    """Start the monitor when none is alive. Returns True if one was started."""
+    if is_alive() or _recently_started():
+        return False
+    start_detached()
+    _started_at[settings.data_dir()] = time.monotonic()
+    return True
+
+
+def status_word() -> str:
+    if is_alive():
+        return "running"
+    return "starting" if _recently_started() else "not running"
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(settings.PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env["STUDIO_DATA_DIR"] = str(settings.data_dir())
+    return env
+
+
+# --- the worker -----------------------------------------------------------------------------
+
+
+class _RunFolderEvents(FileSystemEventHandler):
+    def __init__(self, dirty: set[int], wake: threading.Event, lock: threading.Lock):
+        self.dirty, self.wake, self.lock = dirty, wake, lock
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if path and Path(str(path)).name in WATCHED:
+                job_id = runfolder.job_id_of(str(path))
+                if job_id is not None:
+                    with self.lock:
+                        self.dirty.add(job_id)
+                    self.wake.set()
+
+
+@dataclass
+class Monitor:
+    tick_s: float = 0.5
+    sweep_s: float = 5.0
+    heartbeat_timeout_s: float = 30.0
+    cancel_grace_s: float = 30.0
+    debounce_s: float = 0.02
+    use_watchdog: bool = True  # off: polling sweeps only (the benchmark's baseline)
+    children: dict[int, subprocess.Popen] = field(default_factory=dict)
+    cancel_sent: dict[int, float] = field(default_factory=dict)
+    polls: dict[int, _PollState] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._dirty: set[int] = set()
+        self._dirty_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_sweep = 0.0
+        self._lock_handle = None
+
+    # lifecycle
+
+    def acquire(self) -> bool:
+        path = lock_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - held open for the monitor's whole life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_handle = handle
+        return True
+
+    def stop(self, *_) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> int:
+        if not self.acquire():
+            holder = lock_path().read_text().strip() or "?"
+            print(
+                f"Another monitor (pid {holder}) is already running for {settings.data_dir()}; exiting.",
+                file=sys.stderr,
+            )
+            return 1
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        runfolder.runs_dir().mkdir(parents=True, exist_ok=True)
+        observer = Observer()
+        if self.use_watchdog:
+            handler = _RunFolderEvents(self._dirty, self._wake, self._dirty_lock)
+            observer.schedule(handler, str(runfolder.runs_dir()), recursive=True)
+        observer.start()
+        log.info("monitor %s started for %s", os.getpid(), settings.data_dir())
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.step()
+                except Exception:  # noqa: BLE001 - one bad pass must not end the worker
+                    log.exception("monitor pass failed; carrying on")
+                if self._wake.wait(self.tick_s):
+                    self._wake.clear()
+                    time.sleep(self.debounce_s)  # let a burst of writes land, then read them together
+        finally:
+            observer.stop()
+            observer.join(timeout=5)
+            state_path().unlink(missing_ok=True)
+            log.info("monitor %s stopped", os.getpid())
+        return 0
+
+    # one pass
+
+    def step(self) -> None:
+        now = time.monotonic()
+        with self._dirty_lock:  # the watchdog handler holds this same set: empty it in place
+            dirty = set(self._dirty)
+            self._dirty.clear()
+        with session_scope() as session:
+            running = list(session.exec(select(Job).where(Job.status == "running")))
+            if now - self._last_sweep >= self.sweep_s:
+                dirty |= {job.id for job in running}
+                self._last_sweep = now
+            by_id = {job.id: job for job in running}
+            for job_id in dirty:
+                job = by_id.get(job_id) or session.get(Job, job_id)
+                if job is not None:
+                    ingest.ingest_job(session, job)
+        self.check_running()
+        self.pass_on_cancels()
+        self.poll_cloud()
+        self.start_queued()
+        state_path().write_text(json.dumps({"pid": os.getpid(), "tick": time.time()}))
+
+    def check_running(self) -> None:
+        self._reap_finished()
+        with session_scope() as session:
+            for job in session.exec(select(Job).where(Job.status == "running")):
+                if job.kind in CLOUD_POLLERS:
+                    continue  # a cloud job has no local process: its poller reports its state
+                reason = self._why_dead(job)
+                if reason is None:
+                    continue
+                ingest.ingest_job(session, job)  # its last words may already be on disk
+                if job.status == "running":
+                    self._kill(job, signal.SIGKILL)
+                    job.status, job.error, job.finished_at = "failed", reason, utcnow()
+                    log.warning("job %s failed: %s", job.id, reason)
+                self._forget(job)
+                session.add(job)
+
+    def _reap_finished(self) -> None:
+        """Collect exit codes of children whose jobs already reported their end."""
+        exited = {job_id: code for job_id, child in self.children.items() if (code := child.poll()) is not None}
+        if not exited:
+            return
+        with session_scope() as session:
+            for job_id, code in exited.items():
+                job = session.get(Job, job_id)
+                if job is not None and job.status != "running":
+                    job.exit_code = code
+                    session.add(job)
+                    self._forget(job)
+
+    def _why_dead(self, job: Job) -> str | None:
+        if not runfolder.run_dir(job.id).exists():
+            return "its run folder was deleted"
+        child = self.children.get(job.id)
+        if child is not None:
+            code = child.poll()
+            if code is not None:
+                job.exit_code = code
+                if code < 0:
+                    return f"process exited without finishing (killed by {signal.Signals(-code).name})"
+                return f"process exited without finishing (exit code {code})"
+        elif job.pid and not _pid_alive(job.pid):
+            return "process exited without finishing (it was gone when the monitor checked)"
+        if job.heartbeat_at and utcnow() - job.heartbeat_at > timedelta(seconds=self.heartbeat_timeout_s):
+            return f"no heartbeat for {int(self.heartbeat_timeout_s)} s: the job stopped responding"
+        return None
+
+    def pass_on_cancels(self) -> None:
+        now = time.monotonic()
+        with session_scope() as session:
+            wanted = session.exec(select(Job).where(Job.cancel_requested, Job.status.in_(("queued", "running"))))
+            for job in wanted:
+                if job.status == "queued":
+                    job.status, job.error, job.finished_at = "cancelled", "cancelled before it started", utcnow()
+                elif job.kind in CLOUD_POLLERS:
+                    continue  # the backend's poller cancels with the provider
+                elif job.id not in self.cancel_sent:
+                    self._kill(job, signal.SIGTERM)
+                    self.cancel_sent[job.id] = now
+                    log.info("job %s: cancel requested, sent SIGTERM", job.id)
+                elif now - self.cancel_sent[job.id] > self.cancel_grace_s:
+                    self._kill(job, signal.SIGKILL)
+                    job.status, job.finished_at = "cancelled", utcnow()
+                    job.error = f"did not stop within {int(self.cancel_grace_s)} s of the cancel; stopped by force"
+                    self._forget(job)
+                session.add(job)
+
+    def poll_cloud(self) -> None:
+        if not CLOUD_POLLERS:
+            return
+        now = time.monotonic()
+        with session_scope() as session:
+            jobs = session.exec(select(Job).where(Job.status == "running", Job.kind.in_(tuple(CLOUD_POLLERS))))
+            for job in jobs:
+                poller, state_ = CLOUD_POLLERS[job.kind], self.polls.setdefault(job.id, _PollState())
+                if now < state_.next_at:
+                    continue
+                try:
+                    report = poller.poll(job)
+                except Exception as exc:  # noqa: BLE001 - a provider hiccup: back off and ask again
+                    state_.failures += 1
+                    state_.interval = min(max(state_.interval, poller.interval_s) * 2, poller.max_interval_s)
+                    state_.next_at = now + state_.interval
+                    log.warning("job %s: polling failed (%s); next try in %.0f s", job.id, exc, state_.interval)
+                    continue
+                state_.failures, state_.interval = 0, poller.interval_s
+                state_.next_at = now + poller.interval_s
+                ingest.apply_status(job, {"heartbeat": time.time(), **report})
+                ingest.store_metrics(session, job.id, report.get("metrics", []))
+                session.add(job)
+
+    def start_queued(self) -> None:
+        with session_scope() as session:
+            running: dict[str, int] = {}
+            for job in session.exec(select(Job).where(Job.status == "running")):
+                running[job.kind] = running.get(job.kind, 0) + 1
+            for job in session.exec(select(Job).where(Job.status == "queued", ~Job.cancel_requested).order_by(Job.id)):
+                if running.get(job.kind, 0) >= concurrency(job.kind):
+                    continue
+                self._start(job)
+                running[job.kind] = running.get(job.kind, 0) + 1
+                session.add(job)
+
+    def _start(self, job: Job) -> None:
+        folder = runfolder.run_dir(job.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / runfolder.LOG, "ab") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.jobs", "run", str(job.id)],
+                cwd=settings.PROJECT_ROOT,
+                env=_child_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a cancel reaches its children too
+            )
+        self.children[job.id] = child
+        job.status, job.pid, job.started_at, job.heartbeat_at = "running", child.pid, utcnow(), utcnow()
+        log.info("job %s (%s) started as pid %s", job.id, job.kind, child.pid)
+
+    def _kill(self, job: Job, sig: signal.Signals) -> None:
+        if not job.pid:
+            return
+        try:
+            os.killpg(job.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _forget(self, job: Job) -> None:
+        child = self.children.pop(job.id, None)
+        if child is not None:
+            try:
+                child.wait(timeout=5)  # reap it
+            except subprocess.TimeoutExpired:
+                pass
+        self.cancel_sent.pop(job.id, None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _setup_logging() -> None:
+    settings.logs_dir().mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        settings.logs_dir() / "monitor.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def main() -> int:
+    _setup_logging()
+    env = os.environ.get
+    return Monitor(
+        heartbeat_timeout_s=float(env("STUDIO_HEARTBEAT_TIMEOUT_S", 30)),
+        cancel_grace_s=float(env("STUDIO_CANCEL_GRACE_S", 30)),
+        sweep_s=float(env("STUDIO_MONITOR_SWEEP_S", 5)),
+        use_watchdog=env("STUDIO_MONITOR_WATCHDOG", "1") != "0",
+    ).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
