@@ -61,7 +61,7 @@ def measure(rate: float, seconds: float, env_extra: dict) -> dict:
     try:
         while time.time() < deadline:
             rows = db.execute(
-                'SELECT step, "values" FROM trainingmetric WHERE job_id = ? AND step > ?', (job_id, last_step)
+                "SELECT step FROM trainingmetric WHERE job_id = ? AND step > ?", (job_id, last_step)
             ).fetchall()
             now = time.time()
             for (step,) in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -141,9 +142,7 @@ def test_a_restarted_monitor_adopts_running_jobs_and_duplicates_no_metrics(runni
 
     assert done.status == "succeeded"
     lines = (runfolder.run_dir(submitted.id) / runfolder.METRICS).read_text().splitlines()
-    assert sorted(metric_steps(submitted.id)) == sorted(
-        {int(line.split('"step": ')[1].split(",")[0]) for line in lines}
-    )
+    assert sorted(metric_steps(submitted.id)) == sorted({json.loads(line)["step"] for line in lines})
     assert len(metric_steps(submitted.id)) == 81  # 80 lines and the progress sample at 0, each once
 
 
