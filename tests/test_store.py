@@ -13,7 +13,7 @@ from sqlmodel import func, select
 
 from pipeline import db
 from pipeline.db import session_scope
-from pipeline.models import LLMCall, Persona
+from pipeline.models import Job, LLMCall, Persona
 from tests.conftest import REPO
 
 WRITER = textwrap.dedent(
@@ -124,3 +124,22 @@ def test_models_and_migrations_agree():
     with db.get_engine().connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     assert diff == []
+
+
+def test_an_older_database_with_jobs_upgrades_in_place(studio):
+    from alembic import command
+
+    engine = db.get_engine(migrate=False)
+    config = db._alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(text(
+            "INSERT INTO job (kind, name, status, params, progress_done, progress_total, progress_unit, "
+            "cancel_requested, started_by, cost_usd, created_at) "
+            "VALUES ('probe', 'old', 'succeeded', '{}', 1, 1, 'items', 0, '', 0, '2026-01-01 00:00:00')"))
+    db.reset_engines()
+
+    with session_scope() as session:  # first use migrates to the head
+        [job] = session.exec(select(Job)).all()
+    assert (job.name, job.message, job.metrics_offset, job.exit_code) == ("old", "", 0, None)
