@@ -1,3 +1,7 @@
+from pages import route_through_app
+
+route_through_app()
+
 import streamlit as st
 
 from pipeline import overview

@@ -1,3 +1,7 @@
+from pages import route_through_app
+
+route_through_app()
+
 import pandas as pd
 import streamlit as st
 
@@ -7,12 +11,10 @@ from pipeline.errors import UserFacingError
 st.title("Live monitoring")
 st.caption("Every generation, training and evaluation job, live. Jobs keep running if you close the browser.")
 
-left, right = st.columns([3, 1])
-with right:
-    if st.button("Run a worker check", help="A short job that checks the background worker end to end."):
-        job = jobs.submit("probe", {"rate": 5, "seconds": 20}, started_by=st.session_state.get("user_name", ""))
-        st.session_state["monitor_job"] = job.id
-        st.toast(f"Queued job {job.id}.")
+if st.button("Run a worker check", help="A short job that checks the background worker end to end."):
+    job = jobs.submit("probe", {"rate": 5, "seconds": 20}, started_by=st.session_state.get("user_name", ""))
+    st.session_state["monitor_job"] = job.id
+    st.toast(f"Queued job {job.id}.")
 
 
 @st.fragment(run_every=2)
@@ -29,6 +31,13 @@ def live_board():
             "id": st.column_config.NumberColumn("Job", format="%d", width="small"),
             "progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent"),
             "cost": st.column_config.NumberColumn("Cost", format="$%.4f"),
+            "kind": "Kind",
+            "name": "Name",
+            "status": "Status",
+            "done": "Done",
+            "elapsed": "Elapsed",
+            "eta": "ETA",
+            "started by": "Started by",
         },
     )
     ids = [row["id"] for row in table]
@@ -76,5 +85,4 @@ def show_job(detail: job_board.JobDetail) -> None:
     params_tab.json(job.params)
 
 
-with left:
-    live_board()
+live_board()

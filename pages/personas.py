@@ -1,3 +1,7 @@
+from pages import route_through_app
+
+route_through_app()
+
 import pandas as pd
 import streamlit as st
 
@@ -51,7 +55,7 @@ with st.form(f"persona_form_{current.id if current else 'new'}"):
         width="stretch",
         hide_index=True,
         column_config={
-            "name": st.column_config.TextColumn("Trait", required=True, width="small"),
+            "name": st.column_config.TextColumn("Trait", required=True, width="medium"),
             "description": st.column_config.TextColumn("Description", required=True, width="large"),
             **{f"marker {i}": st.column_config.TextColumn(f"Marker {i}") for i in range(1, personas.MAX_MARKERS + 1)},
         },

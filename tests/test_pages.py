@@ -49,6 +49,7 @@ def test_sidebar_shows_a_provider_as_configured_but_never_its_key(monkeypatch):
 
 def test_personas_page_shows_the_sample_persona_and_its_traits():
     at = open_app("pages/personas.py")
+    assert "**Providers**" in texts(at.sidebar.markdown)  # drawn inside app.py's shell
     assert at.selectbox(key="persona_choice").value == "collaborative"
     assert at.text_input[0].value == "collaborative"
     table = at.data_editor[0].value

@@ -134,10 +134,13 @@ def test_an_older_database_with_jobs_upgrades_in_place(studio):
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
-        connection.execute(text(
-            "INSERT INTO job (kind, name, status, params, progress_done, progress_total, progress_unit, "
-            "cancel_requested, started_by, cost_usd, created_at) "
-            "VALUES ('probe', 'old', 'succeeded', '{}', 1, 1, 'items', 0, '', 0, '2026-01-01 00:00:00')"))
+        connection.execute(
+            text(
+                "INSERT INTO job (kind, name, status, params, progress_done, progress_total, progress_unit, "
+                "cancel_requested, started_by, cost_usd, created_at) "
+                "VALUES ('probe', 'old', 'succeeded', '{}', 1, 1, 'items', 0, '', 0, '2026-01-01 00:00:00')"
+            )
+        )
     db.reset_engines()
 
     with session_scope() as session:  # first use migrates to the head
