@@ -1,7 +1,7 @@
 """A real browser on a real server: headless Debian Chromium, driven by Playwright, opens every page.
 
-`make test` installs Debian's chromium; Playwright uses it as it is (no browser download).
-Screenshots go to STUDIO_SCREENSHOT_DIR when it is set.
+`make test` installs Debian's chromium; Playwright uses it as it is (never `playwright install`).
+Full-page screenshots go to STUDIO_SCREENSHOT_DIR when it is set, else to a temporary folder.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SHARED_MODELS
+from tests.conftest import KEY_VARS, REPO, SHARED_MODELS
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +27,9 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-backgroun
          "--disable-component-update", "--disable-sync", "--disable-quic"]
 PAGES = [("", "Persona Studio"), ("personas", "Personas"), ("monitor", "Live monitoring"),
          ("playground", "Playground")]
+# Streamlit 1.67 testids: an alert's content is stAlertContent<Kind>; a lazily loaded widget shows
+# stSkeleton until its code arrives; stStatusWidget is there only while the script runs.
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
 
 def _free_port() -> int:
@@ -38,14 +41,15 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if CHROMIUM is None:
-        message = "chromium missing: `make test` installs Debian's chromium package"
+        message = "chromium missing: make test installs Debian's chromium package"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     data = tmp_path_factory.mktemp("browser") / "data"
     port = _free_port()
-    env = {**os.environ, "STUDIO_DATA_DIR": str(data), "STUDIO_MODELS_DIR": str(SHARED_MODELS),
-           "STUDIO_SECRETS_FILE": str(data / "no-secrets.toml"), "PYTHONPATH": str(REPO)}
+    env = {k: v for k, v in os.environ.items() if k not in KEY_VARS}  # no provider keys configured
+    env |= {"STUDIO_DATA_DIR": str(data), "STUDIO_MODELS_DIR": str(SHARED_MODELS),
+            "STUDIO_SECRETS_FILE": str(data / "no-secrets.toml"), "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false"],
@@ -65,11 +69,15 @@ def server(tmp_path_factory):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
-        _stop_monitor(data)  # the app started one for its data folder
+        _stop_monitor(data)  # the app starts one in its own session, so killpg misses it
 
 
 def _stop_monitor(data: Path) -> None:
     lock = data / "monitor.lock"
+    if (data / "logs" / "monitor.out").exists():  # one was started: give it time to take its lock
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (lock.exists() and lock.read_text().strip()):
+            time.sleep(0.2)
     try:
         os.kill(int(lock.read_text().strip()), signal.SIGTERM)
     except (FileNotFoundError, ValueError, ProcessLookupError):
@@ -86,26 +94,33 @@ def browser():
         launched.close()
 
 
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = os.environ.get("STUDIO_SCREENSHOT_DIR")
+    return Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+
+
 def _open(browser, url: str, heading: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url)
     page.locator('[data-testid="stMain"] h1', has_text=heading).wait_for(timeout=60_000)
-    # wait for the script run to end: the status widget shows while it runs
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    done = "!document.querySelector('[data-testid=\"stStatusWidget\"], [data-testid=\"stSkeleton\"]')"
+    page.wait_for_function(done, timeout=60_000)  # the run has ended and every widget has drawn
     page.wait_for_timeout(500)
     return page
 
 
-def _screenshot(page, name: str) -> None:
-    folder = os.environ.get("STUDIO_SCREENSHOT_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+def _screenshot(page, folder: Path, name: str) -> None:
+    # stMain scrolls inside a fixed-height app, so full_page alone stops at the viewport: grow it first
+    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(1000, height)})
+    page.wait_for_timeout(300)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 def _assert_no_error(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-    errors = page.locator('[data-testid="stAlertContentError"]')
+    errors = page.locator(ERRORS)
     assert errors.count() == 0, errors.all_inner_texts()
 
 
@@ -120,14 +135,14 @@ def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(server, browser):
 
 
 @pytest.mark.parametrize(("path", "heading"), PAGES)
-def test_every_page_opens_in_a_real_browser_without_errors(server, browser, path, heading):
+def test_every_page_opens_in_a_real_browser_without_errors(server, browser, shots, path, heading):
     url, _ = server
     page = _open(browser, f"{url}/{path}", heading)
     _assert_no_error(page)
     sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
-    for section in ("Data", "Training", "Models", "Providers"):
+    for section in ("Data", "Training", "Models", "Providers", "no key"):
         assert section in sidebar
-    _screenshot(page, path or "home")
+    _screenshot(page, shots, path or "home")
     page.close()
 
 
