@@ -53,9 +53,7 @@ def submit(kind: str, params: dict | None = None, *, name: str = "", started_by:
 def request_cancel(job_id: int) -> Job:
     """Ask for a job to stop. The monitor acts on it; a queued job is simply never started."""
     with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise UserFacingError(f"There is no job {job_id}.")
+        job = _existing(session, job_id)
         if job.status in FINISHED:
             raise UserFacingError(f"Job {job_id} has already {job.status}.")
         job.cancel_requested = True
@@ -63,12 +61,16 @@ def request_cancel(job_id: int) -> Job:
     return job
 
 
-def get(job_id: int) -> Job:
-    with session_scope() as session:
-        job = session.get(Job, job_id)
+def _existing(session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
     if job is None:
         raise UserFacingError(f"There is no job {job_id}.")
     return job
+
+
+def get(job_id: int) -> Job:
+    with session_scope() as session:
+        return _existing(session, job_id)
 
 
 def list_jobs(limit: int = 200) -> list[Job]:

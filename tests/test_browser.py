@@ -23,12 +23,15 @@ from tests.conftest import KEY_VARS, REPO, SHARED_MODELS
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic"]
-PAGES = [("", "Persona Studio"), ("personas", "Personas"), ("monitor", "Live monitoring"),
-         ("playground", "Playground")]
+# headless in a container, and offline: no first-run, update, sync or QUIC traffic
+FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+FLAGS += ["--disable-component-update", "--disable-sync", "--disable-quic"]
+SERVER_FLAGS = ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+PAGES = [("", "Persona Studio"), ("personas", "Personas"), ("monitor", "Live monitoring"), ("playground", "Playground")]
 # Streamlit 1.67 testids: an alert's content is stAlertContent<Kind>; a lazily loaded widget shows
-# stSkeleton until its code arrives; stStatusWidget is there only while the script runs.
+# stSkeleton until its code arrives; stStatusWidget is there only while the script runs. The main
+# area is testid stMain, except on a page with st.chat_input (stAppScrollToBottomContainer): use its
+# class, and stMainBlockContainer for what is inside it.
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
 
@@ -48,12 +51,16 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("browser") / "data"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in KEY_VARS}  # no provider keys configured
-    env |= {"STUDIO_DATA_DIR": str(data), "STUDIO_MODELS_DIR": str(SHARED_MODELS),
-            "STUDIO_SECRETS_FILE": str(data / "no-secrets.toml"), "PYTHONPATH": str(REPO)}
+    env |= {"STUDIO_DATA_DIR": str(data), "STUDIO_MODELS_DIR": str(SHARED_MODELS), "PYTHONPATH": str(REPO)}
+    env["STUDIO_SECRETS_FILE"] = str(data / "no-secrets.toml")  # never created
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), *SERVER_FLAGS],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # so killpg stops streamlit and anything it spawned in its group
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -103,8 +110,8 @@ def shots(tmp_path_factory) -> Path:
 def _open(browser, url: str, heading: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url)
-    page.locator('[data-testid="stMain"] h1', has_text=heading).wait_for(timeout=60_000)
-    done = "!document.querySelector('[data-testid=\"stStatusWidget\"], [data-testid=\"stSkeleton\"]')"
+    page.locator('[data-testid="stMainBlockContainer"] h1', has_text=heading).wait_for(timeout=60_000)
+    done = '!document.querySelector(\'[data-testid="stStatusWidget"], [data-testid="stSkeleton"]\')'
     page.wait_for_function(done, timeout=60_000)  # the run has ended and every widget has drawn
     page.wait_for_timeout(500)
     return page
@@ -112,7 +119,7 @@ def _open(browser, url: str, heading: str):
 
 def _screenshot(page, folder: Path, name: str) -> None:
     # stMain scrolls inside a fixed-height app, so full_page alone stops at the viewport: grow it first
-    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    height = page.evaluate("document.querySelector('.stMain').scrollHeight")
     page.set_viewport_size({"width": 1400, "height": max(1000, height)})
     page.wait_for_timeout(300)
     folder.mkdir(parents=True, exist_ok=True)

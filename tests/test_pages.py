@@ -131,15 +131,20 @@ def test_playground_chats_with_the_embedded_model_and_shows_tokens_latency_and_c
     assert meta.startswith(f"**{settings.EMBEDDED_MODEL}**") and "tokens" in meta and "$0.00000" in meta
 
 
+def chat_once(model: str, fallback: str, message: str = "Hi") -> AppTest:
+    at = open_app("pages/playground.py")
+    at.selectbox(key="model_0").select(model).run()
+    at.selectbox(key="fallback_0").select(fallback).run()
+    at.chat_input[0].set_value(message).run()
+    assert not at.exception
+    return at
+
+
 def test_playground_shows_the_provider_error_and_which_fallback_answered(endpoints):
     primary, _ = endpoints
     primary.fail_next("401")
-    at = open_app("pages/playground.py")
-    at.selectbox(key="model_0").select("primary").run()
-    at.selectbox(key="fallback_0").select("backup").run()
-    at.chat_input[0].set_value("Hi").run()
+    at = chat_once("primary", "backup")
 
-    assert not at.exception
     assert at.chat_message[1].markdown[0].value == "Backup answer."
     [warning] = texts(at.warning)
     assert warning.startswith("primary failed, so backup answered") and "Incorrect API key" in warning
@@ -148,11 +153,7 @@ def test_playground_shows_the_provider_error_and_which_fallback_answered(endpoin
 def test_playground_with_every_model_failing_shows_the_error_not_a_traceback(endpoints):
     primary, _ = endpoints
     primary.fail_next("401")
-    at = open_app("pages/playground.py")
-    at.selectbox(key="model_0").select("primary").run()
-    at.selectbox(key="fallback_0").select("(no fallback)").run()
-    at.chat_input[0].set_value("Hi").run()
-    assert not at.exception
+    at = chat_once("primary", "(no fallback)")
     assert "Incorrect API key" in texts(at.error)[0]
 
 
