@@ -93,9 +93,9 @@ if current:
             file_name=f"{personas.slug(current.name)}.yaml",
             mime="application/x-yaml",
         )
-        if st.button("Save to data/personas/"):
+        if st.button("Save a copy in the studio", help="Writes the YAML file into the studio's personas folder."):
             path = personas.export_yaml(current.id)
-            st.success(f"Written to {path.name} in the personas folder.")
+            st.success(f"Saved as {path.name} in the studio's personas folder.")
     with col_delete:
         st.markdown("**Delete**")
         confirm = st.checkbox(f"Yes, delete “{current.name}”", key=f"confirm_delete_{current.id}")
