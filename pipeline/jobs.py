@@ -28,8 +28,9 @@ from pipeline.models import Job, LLMCall, TrainingMetric, utcnow
 
 KINDS: dict[str, str] = {
     "probe": "pipeline.probe:run",
+    "generation": "pipeline.generation.job:run",
 }
-KIND_LABELS = {"probe": "Worker check"}
+KIND_LABELS = {"probe": "Worker check", "generation": "Generation"}
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 

@@ -66,9 +66,13 @@ class Job(SQLModel, table=True):
 class Example(SQLModel, table=True):
     """One training example, from generation or import, with its review state."""
 
+    # a generation run's n-th example exists once: resuming or rerunning never duplicates it
+    __table_args__ = (UniqueConstraint("job_id", "slot", name="uq_example_job_slot"),)
+
     id: int | None = Field(default=None, primary_key=True)
     persona_id: int = Field(foreign_key="persona.id", index=True, ondelete="CASCADE")
     job_id: int | None = Field(default=None, foreign_key="job.id", index=True, ondelete="SET NULL")
+    slot: int | None = None  # its place in the generation run's coverage plan
     source: str = "generated"  # generated | imported
     scenario: dict = _json(dict)
     document_type: str = Field(default="", index=True)
@@ -83,7 +87,9 @@ class Example(SQLModel, table=True):
     response_words: int = 0
     token_count: int = 0
     validation_issues: list[str] = _json(list)
-    status: str = Field(default="pending", index=True)  # pending | accepted | rejected | failed
+    failure: str | None = _text(nullable=True, default=None)  # why generation failed, in plain words
+    usage: dict = _json(dict)  # per stage: prompt and completion tokens, cost
+    status: str = Field(default="pending", index=True)  # generating | pending | accepted | rejected | failed
     gold_star: bool = Field(default=False, index=True)
     rating: int | None = None
     notes: str = _text()

@@ -16,9 +16,10 @@ from typing import Self
 
 
 class FakeOpenAI:
-    def __init__(self, delay: float = 0.0, reply: str = "Hello from the test server."):
+    def __init__(self, delay: float = 0.0, reply: str = "Hello from the test server.", responder=None):
         self.delay = delay
         self.reply = reply
+        self.responder = responder  # optional: request body -> reply text
         self.script: deque[str] = deque()
         self.requests: list[dict] = []
         self._lock = threading.Lock()
@@ -100,7 +101,8 @@ class FakeOpenAI:
                 if behaviour == "garbage":
                     return self._send(200, b"<html>not json")
                 time.sleep(fake.delay)
-                words = len(fake.reply.split())
+                reply = fake.responder(body) if fake.responder else fake.reply
+                words = len(reply.split())
                 prompt_words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
                 return self._send(
                     200,
@@ -113,7 +115,7 @@ class FakeOpenAI:
                             {
                                 "index": 0,
                                 "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": fake.reply},
+                                "message": {"role": "assistant", "content": reply},
                             }
                         ],
                         "usage": {

@@ -1,0 +1,1 @@
+"""Synthetic data: scenario idea → document → the persona's response, as training examples."""

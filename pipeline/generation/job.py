@@ -1,0 +1,36 @@
+"""The `generation` job kind: run a generation inside a job process and write its files."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pipeline.generation import outputs, runner
+from pipeline.generation.config import load
+from pipeline.job_context import JobContext
+
+
+def run(ctx: JobContext, params: dict) -> None:
+    config = load({k: v for k, v in params.items() if k != "output"})
+    persona = runner.prepare(config)
+
+    def item_done(example) -> None:
+        finished, failed, total = runner.progress(ctx.job_id)
+        ctx.report_progress(
+            finished,
+            total,
+            unit="examples",
+            message=f"{failed} failed" if failed else f"latest: {example.document_title[:60]}",
+        )
+        if example.status == "failed":
+            ctx.log(f"example {example.slot} failed: {example.failure}")
+
+    finished, _, total = runner.progress(ctx.job_id)
+    ctx.report_progress(finished, config.examples, unit="examples", message="planning")
+    ctx.log(f"generating {config.examples} examples for {persona.name!r} ({finished} already done)")
+    asyncio.run(runner.Generation(ctx.job_id, config, persona, ctx.cancelled, item_done).run())
+    output = Path(params["output"]) if params.get("output") else None
+    paths = outputs.write(ctx.job_id, config, output, persona.name)
+    finished, failed, total = runner.progress(ctx.job_id)
+    ctx.report_progress(finished, total, unit="examples", message=f"{finished - failed} ready, {failed} failed")
+    ctx.log(f"wrote {paths['training']}")

@@ -1,0 +1,248 @@
+"""Running a generation: every example's slot exists before work starts, each stage's output is
+saved the moment it lands, at most `concurrency` examples are in flight, and a stopped run picks
+up where it was. An item that fails records why and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from sqlmodel import select
+
+from pipeline import personas
+from pipeline.db import session_scope
+from pipeline.errors import UserFacingError
+from pipeline.generation import prompts, validate
+from pipeline.generation.config import GenerationConfig
+from pipeline.generation.plan import Slot, coverage_plan
+from pipeline.llm import ChatResult, achat, catalog
+from pipeline.models import Example, Persona
+
+STAGES = ("scenario", "document", "response")
+FINISHED = ("pending", "failed")  # generated (awaiting review) or given up on, with a reason
+
+
+@dataclass(frozen=True)
+class PersonaBrief:
+    id: int
+    name: str
+    system_prompt: str
+    traits: list[dict]
+
+
+def prepare(config: GenerationConfig) -> PersonaBrief:
+    """Everything that can be wrong before a single call: say so now, in plain words."""
+    if config.persona_id is not None:
+        persona = personas.get_persona(config.persona_id)
+        if not persona.traits:
+            raise UserFacingError(
+                f"Persona {persona.name!r} has no traits. Add at least one on the Personas page: "
+                "generation stresses one trait per example."
+            )
+    else:
+        persona = _prompt_persona(config.system_prompt or "")
+    for stage, chain in config.chains().items():
+        resolved = [catalog.resolve(model) for model in chain]  # unknown names raise here
+        if not any(r.configured for r in resolved):
+            needs = ", ".join(sorted({r.missing for r in resolved}))
+            raise UserFacingError(f"No model for the {stage} stage is configured: {needs}, or add the embedded model.")
+    return PersonaBrief(persona.id, persona.name, persona.system_prompt, list(persona.traits))
+
+
+def _prompt_persona(system_prompt: str) -> Persona:
+    """A system prompt given without a persona is stored as one, so its examples can be reviewed."""
+    name = f"prompt {hashlib.sha256(system_prompt.encode()).hexdigest()[:8]}"
+    try:
+        return personas.get_persona(name)
+    except UserFacingError:
+        return personas.create_persona(
+            {
+                "name": name,
+                "system_prompt": system_prompt,
+                "description": "From a system prompt given on the command line.",
+            }
+        )
+
+
+def ensure_slots(job_id: int, persona: PersonaBrief, config: GenerationConfig) -> list[int]:
+    """Create the examples the plan calls for, once. Returns the ids still to be worked on."""
+    plan = coverage_plan(persona.traits, config.document_types, config.examples, config.seed)
+    with session_scope() as session:
+        existing = {e.slot: e for e in session.exec(select(Example).where(Example.job_id == job_id))}
+        for slot in plan:
+            if slot.index not in existing:
+                example = Example(
+                    persona_id=persona.id,
+                    job_id=job_id,
+                    slot=slot.index,
+                    status="generating",
+                    scenario=slot.as_scenario(),
+                    document_type=slot.document_type,
+                    traits_stressed=[slot.trait],
+                )
+                session.add(example)
+                existing[slot.index] = example
+        session.flush()
+        # a failed item gets a fresh try on resume: most failures are a provider's bad moment
+        return sorted(e.id for e in existing.values() if e.status in ("generating", "failed"))
+
+
+def _save(example_id: int, **fields) -> Example:
+    with session_scope() as session:
+        example = session.get(Example, example_id)
+        for key, value in fields.items():
+            setattr(example, key, value)
+        session.add(example)
+        session.flush()
+        session.refresh(example)
+    return example
+
+
+def _usage(example: Example, stage: str, result: ChatResult) -> dict:
+    return {
+        **example.usage,
+        stage: {
+            "model": result.model_used,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "cost_usd": result.cost_usd,
+        },
+    }
+
+
+class Generation:
+    def __init__(
+        self,
+        job_id: int,
+        config: GenerationConfig,
+        persona: PersonaBrief,
+        cancelled: Callable[[], bool] = lambda: False,
+        on_item_done: Callable[[Example], None] = lambda example: None,
+    ):
+        self.job_id, self.config, self.persona = job_id, config, persona
+        self.cancelled, self.on_item_done = cancelled, on_item_done
+
+    async def run(self) -> None:
+        todo = ensure_slots(self.job_id, self.persona, self.config)
+        gate = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(example_id: int) -> None:
+            async with gate:
+                if self.cancelled():
+                    return
+                example = await self.process(example_id)
+                if example is not None:
+                    self.on_item_done(example)
+
+        await asyncio.gather(*(one(example_id) for example_id in todo))
+
+    async def _ask(self, stage: str, messages: list[dict], max_tokens: int) -> ChatResult:
+        return await achat(
+            messages,
+            self.config.chains()[stage],
+            temperature=self.config.temperature,
+            max_tokens=max_tokens,
+            timeout=self.config.timeout_s,
+            purpose=f"generation:{stage}",
+            job_id=self.job_id,
+        )
+
+    async def process(self, example_id: int) -> Example | None:
+        """Take one example through whatever stages it still needs. None when stopped by a cancel."""
+        with session_scope() as session:
+            example = session.get(Example, example_id)
+        slot = Slot(**{f.name: example.scenario[f.name] for f in fields(Slot)})
+        stage = "scenario"
+        try:
+            if not example.document_title:
+                result = await self._ask("scenario", prompts.scenario_messages(slot), 200)
+                parsed = prompts.parse_scenario(result.text)
+                if parsed is None:
+                    raise UserFacingError(f"the scenario answer could not be read: {result.text[:160]!r}")
+                title, situation = parsed
+                example = _save(
+                    example_id,
+                    document_title=title,
+                    scenario={**example.scenario, "title": title, "situation": situation},
+                    stage_models={**example.stage_models, "scenario": result.model_used},
+                    usage=_usage(example, "scenario", result),
+                )
+            stage = "document"
+            if self.cancelled():
+                return None
+            if not example.document:
+                low, high = self.config.document_words
+                result = await self._ask(
+                    "document",
+                    prompts.document_messages(
+                        slot, example.document_title, example.scenario.get("situation", ""), (low, high)
+                    ),
+                    int(high * 1.6),
+                )
+                example = _save(
+                    example_id,
+                    document=result.text,
+                    document_words=validate.words(result.text),
+                    stage_models={**example.stage_models, "document": result.model_used},
+                    usage=_usage(example, "document", result),
+                )
+            stage = "response"
+            if self.cancelled():
+                return None
+            if not example.response:
+                user_turn = prompts.response_request(example.document_title, example.document)
+                result = await self._ask(
+                    "response",
+                    prompts.response_messages(
+                        self.persona.system_prompt, self.persona.traits, user_turn, self.config.response_words
+                    ),
+                    int(self.config.response_words * 1.8),
+                )
+                example = _save(
+                    example_id,
+                    response=result.text,
+                    response_words=validate.words(result.text),
+                    stage_models={**example.stage_models, "response": result.model_used},
+                    usage=_usage(example, "response", result),
+                )
+        except UserFacingError as exc:
+            return _save(example_id, status="failed", failure=f"{stage} stage: {exc}")
+        return self._finish(example)
+
+    def _finish(self, example: Example) -> Example:
+        user_turn = prompts.response_request(example.document_title, example.document)
+        messages = prompts.training_messages(
+            self.persona.system_prompt, user_turn, example.response, self.config.include_system_prompt
+        )
+        record = {
+            "document": example.document,
+            "response": example.response,
+            "messages": messages,
+            "metadata": {
+                "document_type": example.document_type,
+                "title": example.document_title,
+                "domain": example.scenario.get("domain"),
+                "trait": ", ".join(example.traits_stressed),
+            },
+        }
+        issues = validate.check(record, self.config.min_document_words, self.config.min_response_words)
+        digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        return _save(
+            example.id,
+            messages=messages,
+            validation_issues=issues,
+            content_hash=digest,
+            status="failed" if issues else "pending",
+            failure=("validation: " + "; ".join(issues)) if issues else None,
+        )
+
+
+def progress(job_id: int) -> tuple[int, int, int]:
+    """(finished, failed, total) examples of a run."""
+    with session_scope() as session:
+        statuses = list(session.exec(select(Example.status).where(Example.job_id == job_id)))
+    return (sum(s in FINISHED for s in statuses), statuses.count("failed"), len(statuses))
