@@ -59,6 +59,53 @@ def _cmd_chat(args) -> int:
     return 0
 
 
+def _cmd_generate(args) -> int:
+    from tqdm import tqdm
+
+    from pipeline import personas
+    from pipeline.generation import foreground, runner
+    from pipeline.generation.config import load
+
+    config = None
+    if args.resume is None:
+        if not args.persona and not args.system_prompt:
+            raise UserFacingError("Give --persona NAME or --system-prompt TEXT (or --resume JOB).")
+        chain = args.model or None
+        values = {
+            "persona_id": personas.get_persona(args.persona).id if args.persona else None,
+            "system_prompt": args.system_prompt,
+            "examples": args.examples,
+            "concurrency": args.concurrency,
+            "temperature": args.temperature,
+            "include_system_prompt": args.include_system_prompt,
+            "document_words": args.document_words,
+            "seed": args.seed,
+            "name": Path(args.output).name.removesuffix(".jsonl") if args.output else "",
+        }
+        for stage in ("scenario", "document", "response"):
+            stage_chain = getattr(args, f"{stage}_model") or chain
+            if stage_chain:
+                values[f"{stage}_models"] = stage_chain
+        config = load({k: v for k, v in values.items() if v is not None})
+    output = Path(args.output) if args.output else None
+    job = foreground.start(config, output, args.resume)
+    print(f"Job {job.id}: generating (resume later with --resume {job.id}).", file=sys.stderr)
+    with tqdm(total=job.params.get("examples"), unit="example", dynamic_ncols=True) as bar:
+
+        def advance(done: int, total: int, message: str) -> None:
+            bar.total = total or bar.total
+            bar.n = done
+            bar.set_postfix_str(message[:40])
+            bar.refresh()
+
+        finished, paths = foreground.run(job, advance)
+    done, failed, _ = runner.progress(job.id)
+    print(f"{finished.status}: {done - failed} examples ready, {failed} failed. Training file: {paths['training']}")
+    if failed:
+        print(f"See why with: python -m pipeline jobs logs {job.id}", file=sys.stderr)
+    return 0 if finished.status == "succeeded" else 1
+
+
 def _cmd_jobs(args) -> int:
     from pipeline import job_board, jobs
 
@@ -141,6 +188,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=_cmd_chat)
 
+    p = sub.add_parser("generate", help="generate training examples for a persona (scenario → document → response)")
+    p.add_argument("--persona", help="a stored persona's name")
+    p.add_argument("--system-prompt", help="use this prompt instead of a stored persona")
+    p.add_argument("--examples", type=int, default=10)
+    p.add_argument("--output", help="the training file to write (.jsonl); _detailed.json and _metadata.json beside it")
+    p.add_argument("--resume", type=int, metavar="JOB", help="finish an earlier generation job")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--model", action="append", help="model chain for every stage, first choice first (repeatable)")
+    for stage in ("scenario", "document", "response"):
+        p.add_argument(f"--{stage}-model", action="append", help=f"model chain for the {stage} stage (repeatable)")
+    p.add_argument(
+        "--document-words",
+        type=lambda v: tuple(int(x) for x in v.split("-")),
+        metavar="MIN-MAX",
+        help="document length in words, e.g. 500-1000",
+    )
+    p.add_argument("--include-system-prompt", action="store_true", help="keep the system prompt in each example")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_generate)
+
     p = sub.add_parser("jobs", help="list jobs, show one, cancel one, or print its log")
     p.add_argument("action", choices=["list", "show", "cancel", "logs"])
     p.add_argument("job_id", nargs="?", type=int)
@@ -164,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: give a persona name (export) or a YAML file (import)", file=sys.stderr)
         return 2
     try:
+        if args.command not in ("init", "db"):
+            from pipeline import startup
+
+            startup.init(with_model=False)  # migrations and sample personas, as the app does
         return args.func(args)
     except UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -43,7 +43,7 @@ def submit(kind: str, params: dict | None = None, *, name: str = "", started_by:
             kind=kind,
             name=name or KIND_LABELS.get(kind, kind),
             params=params or {},
-            started_by=started_by or _default_user(),
+            started_by=started_by or default_user(),
         )
         session.add(job)
         session.flush()
@@ -117,7 +117,7 @@ def timing(job: Job, now: datetime | None = None) -> Timing:
     return Timing(elapsed, eta)
 
 
-def _default_user() -> str:
+def default_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):

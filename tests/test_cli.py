@@ -85,3 +85,33 @@ def test_jobs_list_show_cancel_and_logs():
     assert jobs.get(job.id).cancel_requested
     missing = run("jobs", "show", "999")
     assert missing.returncode == 1 and "There is no job 999" in missing.stderr
+
+
+def test_generate_writes_the_three_files_and_can_resume(tmp_path):
+    from tests.conftest import write_secrets
+    from tests.fakes.openai_server import FakeOpenAI
+    from tests.fakes.stage_replies import stage_aware
+
+    with FakeOpenAI(responder=stage_aware) as server:
+        write_secrets(f'[endpoints.writer]\napi_base = "{server.api_base}"\nmodel = "w"\n')
+        output = tmp_path / "exports" / "collab_v3.jsonl"
+        out = run(
+            "generate", "--persona", "collaborative", "--examples", "3", "--model", "writer", "--output", str(output)
+        )
+        assert out.returncode == 0, out.stderr
+        assert "succeeded: 3 examples ready, 0 failed" in out.stdout
+        assert len(output.read_text().splitlines()) == 3
+        assert (tmp_path / "exports" / "collab_v3_detailed.json").exists()
+        assert (tmp_path / "exports" / "collab_v3_metadata.json").exists()
+        assert "Job 1: generating" in out.stderr and "3/3 [" in out.stderr  # the tqdm bar
+
+        again = run("generate", "--resume", "1")
+        assert again.returncode == 0 and "3 examples ready" in again.stdout  # nothing left to do, nothing doubled
+        assert "🟢 succeeded" in run("jobs", "show", "1").stdout
+
+
+def test_generate_explains_bad_input_before_starting():
+    assert "Give --persona NAME or --system-prompt TEXT" in run("generate", "--examples", "2").stderr
+    zero = run("generate", "--persona", "collaborative", "--examples", "0")
+    assert zero.returncode == 1 and "examples: Input should be greater than or equal to 1" in zero.stderr
+    assert "There is no generation job 99" in run("generate", "--resume", "99").stderr

@@ -19,23 +19,11 @@ from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import outputs, prompts, runner, validate
 from pipeline.generation.config import GenerationConfig, load
-from pipeline.generation.plan import coverage_plan
+from pipeline.generation.plan import Slot, coverage_plan
 from pipeline.models import Example
 from tests.conftest import REPO, write_secrets
 from tests.fakes.openai_server import FakeOpenAI
-
-DOCUMENT = " ".join(["The quarterly numbers show a shortfall of 12 percent in the northern region."] * 12)
-RESPONSE = " ".join(["Let's work through this together; what would help most is knowing the timeline."] * 6)
-
-
-def stage_aware(body: dict) -> str:
-    """Answers like a capable model: the format each stage asks for."""
-    asked = body["messages"][-1]["content"]
-    if asked.startswith("Invent one realistic situation"):
-        return "Title: Northern region shortfall\nSituation: The finance lead writes to the board about a gap."
-    if asked.startswith("Write the full text"):
-        return DOCUMENT
-    return RESPONSE
+from tests.fakes.stage_replies import DOCUMENT, RESPONSE, stage_aware
 
 
 @pytest.fixture
@@ -99,10 +87,19 @@ def test_the_plan_covers_every_trait_and_document_type_before_repeating_any(pers
         ("Budget gap memo\nThe finance team must cut 10%.", ("Budget gap memo", "The finance team must cut 10%.")),
         ("", None),
         ("Title:\n", None),
+        ("Too short to use.", None),
+        (
+            "A finance lead must tell the board that the northern region missed its target by twelve percent.",
+            (
+                "Memo: a budget cut",
+                "A finance lead must tell the board that the northern region missed its target by twelve percent.",
+            ),
+        ),
     ],
 )
 def test_scenario_answers_are_read_tolerantly(text, expected):
-    assert prompts.parse_scenario(text) == expected
+    slot = Slot(0, "memo", "candid", "Honest.", "a bank", "a board", "a budget cut")
+    assert prompts.parse_scenario(text, slot) == expected
 
 
 def test_validation_names_each_problem():
@@ -211,6 +208,7 @@ def test_an_unreadable_scenario_fails_that_item_with_the_reason(persona, server)
     primary.responder = lambda body: "" if body["messages"][-1]["content"].startswith("Invent") else DOCUMENT
     job_id = generate(config_for(persona, examples=2))
     assert {e.failure for e in examples_of(job_id)} == {"scenario stage: the scenario answer could not be read: ''"}
+    assert {e.document for e in examples_of(job_id)} == {""}  # nothing was built on it
 
 
 def test_items_that_fail_validation_are_kept_with_the_reason(persona, server):

@@ -10,7 +10,7 @@ from pipeline.generation.config import load
 from pipeline.job_context import JobContext
 
 
-def run(ctx: JobContext, params: dict) -> None:
+def run(ctx: JobContext, params: dict) -> dict[str, Path]:
     config = load({k: v for k, v in params.items() if k != "output"})
     persona = runner.prepare(config)
 
@@ -34,3 +34,4 @@ def run(ctx: JobContext, params: dict) -> None:
     finished, failed, total = runner.progress(ctx.job_id)
     ctx.report_progress(finished, total, unit="examples", message=f"{finished - failed} ready, {failed} failed")
     ctx.log(f"wrote {paths['training']}")
+    return paths

@@ -26,18 +26,30 @@ def scenario_messages(slot: Slot) -> list[dict]:
     ]
 
 
-def parse_scenario(text: str) -> tuple[str, str] | None:
-    """(title, situation) from the scenario stage's answer; None when it cannot be read."""
+def plan_title(slot: Slot) -> str:
+    """A title from the plan itself, for a model that gave none."""
+    return f"{slot.document_type.capitalize()}: {slot.tension}"
+
+
+def parse_scenario(text: str, slot: Slot | None = None) -> tuple[str, str] | None:
+    """(title, situation) from the scenario stage's answer; None when it says too little to use.
+
+    A capable model follows the labels. A small one often writes a plain paragraph: that paragraph
+    becomes the situation and the plan supplies the title.
+    """
     # labels may come wrapped in Markdown (**Title:**), so skip any * _ or spaces after the colon
     title = re.search(r"^\W*title\W*:[\s*_]*(.+)$", text, flags=re.IGNORECASE | re.MULTILINE)
     situation = re.search(r"situation\W*:[\s*_]*(.+)", text, flags=re.IGNORECASE | re.DOTALL)
     lines = [line.strip(" *#-") for line in text.strip().splitlines() if line.strip(" *#-")]
-    if title is None and len(lines) >= 2:  # a model that skipped the labels: first line, then the rest
+    if title is not None and title.group(1).strip(" *\"'"):
+        body = situation.group(1).strip() if situation else " ".join(lines[1:])
+        return title.group(1).strip(" *\"'")[:120], body
+    if len(lines) >= 2 and len(lines[0].split()) <= 14:  # a heading line, then the story
         return lines[0][:120], " ".join(lines[1:])
-    if title is None or not title.group(1).strip(" *\"'"):
+    story = " ".join(lines)
+    if len(story.split()) < 8 or slot is None:
         return None
-    body = situation.group(1).strip() if situation else " ".join(lines[1:])
-    return title.group(1).strip(" *\"'")[:120], body
+    return plan_title(slot), story
 
 
 def document_messages(slot: Slot, title: str, situation: str, words: tuple[int, int]) -> list[dict]:

@@ -160,7 +160,7 @@ class Generation:
         try:
             if not example.document_title:
                 result = await self._ask("scenario", prompts.scenario_messages(slot), 200)
-                parsed = prompts.parse_scenario(result.text)
+                parsed = prompts.parse_scenario(result.text, slot)
                 if parsed is None:
                     raise UserFacingError(f"the scenario answer could not be read: {result.text[:160]!r}")
                 title, situation = parsed
