@@ -13,7 +13,10 @@ if os.environ.get("STUDIO_AUTOSTART_MONITOR", "1") != "0":
 
 pages = {
     "": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
-    "Data": [st.Page("pages/personas.py", title="Personas", icon="🎭")],
+    "Data": [
+        st.Page("pages/personas.py", title="Personas", icon="🎭"),
+        st.Page("pages/generate.py", title="Generate", icon="🏭"),
+    ],
     "Training": [st.Page("pages/monitor.py", title="Live monitoring", icon="📈")],
     "Models": [st.Page("pages/playground.py", title="Playground", icon="💬")],
 }

@@ -69,6 +69,18 @@ def _existing(session, job_id: int) -> Job:
     return job
 
 
+def requeue(job_id: int) -> Job:
+    """Queue a finished job again; its kind picks up where it left off (a generation retries its failures)."""
+    with session_scope() as session:
+        job = _existing(session, job_id)
+        if job.status not in FINISHED:
+            raise UserFacingError(f"Job {job_id} is still {job.status}.")
+        job.status, job.error, job.cancel_requested = "queued", None, False
+        job.pid, job.exit_code, job.started_at, job.finished_at, job.heartbeat_at = None, None, None, None, None
+        session.add(job)
+    return job
+
+
 def get(job_id: int) -> Job:
     with session_scope() as session:
         return _existing(session, job_id)

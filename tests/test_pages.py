@@ -303,3 +303,73 @@ def test_home_shows_the_dashboard_header():
         "Spend": "$0.0000",
     }
     assert "No evaluation yet" in at.info[0].value
+
+
+# --- Generate ---------------------------------------------------------------------------
+
+
+def test_generate_page_estimates_before_starting_and_queues_a_job():
+    at = open_app("pages/generate.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Model calls"] == "30"  # 10 examples x 3 steps
+    assert metrics["Cost (about)"] == "$0.00"  # the embedded model is free
+    assert metrics["Time (about)"]  # and slow on a CPU: the page says how slow
+    at.number_input[0].set_value(4).run()
+    assert {m.label: m.value for m in at.metric}["Model calls"] == "12"
+
+    next(b for b in at.button if b.label == "Start generating").click().run()
+
+    from pipeline import jobs
+
+    [job] = jobs.list_jobs()
+    assert job.kind == "generation" and job.status == "queued" and job.params["examples"] == 4
+    assert "Generation: 4 examples" in at.selectbox(key="generation_run").format_func(job.id)
+
+
+def test_generate_page_refuses_bad_settings_before_anything_starts():
+    at = open_app("pages/generate.py")
+    at.multiselect(key="chain_response").set_value(["anthropic/claude-haiku-4-5"]).run()
+    assert not at.exception
+    assert "No model for the response stage is configured: set ANTHROPIC_API_KEY" in texts(at.error)[0]
+    assert not [b for b in at.button if b.label == "Start generating"]
+
+
+def test_generate_page_shows_a_run_with_its_latest_example_and_failures(endpoints):
+    import asyncio
+
+    from pipeline import jobs
+    from pipeline.generation import runner
+    from pipeline.generation.config import GenerationConfig
+    from tests.fakes.stage_replies import stage_aware
+
+    primary, _ = endpoints
+    primary.responder = stage_aware
+    personas.seed_samples()
+    persona = personas.get_persona("collaborative")
+    config = GenerationConfig(
+        persona_id=persona.id,
+        examples=3,
+        concurrency=1,
+        scenario_models=["primary"],
+        document_models=["primary"],
+        response_models=["primary"],
+    )
+    job = jobs.submit("generation", config.model_dump(mode="json"), name="Generation: 3 examples")
+    primary.fail_next("ok", "ok", "ok", "401", "401")  # the first example is made, the next two refused
+    asyncio.run(runner.Generation(job.id, config, runner.prepare(config)).run())
+    from pipeline.db import session_scope
+    from pipeline.models import Job
+
+    with session_scope() as session:  # what the monitor records when the job process ends
+        session.get(Job, job.id).status = "succeeded"
+
+    at = open_app("pages/generate.py")
+    assert not at.exception
+    assert at.get("progress")[0].proto.text.startswith("3 of 3 examples")
+    failures = at.dataframe[0].value
+    assert list(failures.columns) == ["example", "type", "trait", "reason"]
+    assert failures["reason"].str.startswith("scenario stage: No model in the chain could answer").all()
+    assert "Incorrect API key" in failures["reason"][0]
+    assert any("**Latest:** Northern region shortfall" in m.value for m in at.markdown)
+    next(b for b in at.button if b.label == "Resume").click().run()
+    assert jobs.get(job.id).status == "queued"  # the monitor starts it again; failed examples are retried

@@ -88,3 +88,17 @@ def available_models() -> list[str]:
         if settings.provider_configured(provider):
             names += suggestions
     return names
+
+
+def price(name: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """Dollars for that many tokens on `name`; 0 for local models; None when the price is unknown."""
+    model = resolve(name)
+    if model.is_local:
+        return 0.0
+    try:
+        cost_in, cost_out = litellm.cost_per_token(
+            model=model.litellm_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+    except Exception:  # noqa: BLE001 - not in litellm's price list
+        return None
+    return float(cost_in + cost_out)

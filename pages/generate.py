@@ -1,0 +1,130 @@
+from pages import route_through_app
+
+route_through_app()
+
+import pandas as pd
+import streamlit as st
+
+from pipeline import job_board, jobs, personas, settings
+from pipeline.errors import UserFacingError
+from pipeline.generation import service
+from pipeline.generation.config import DOCUMENT_TYPES
+from pipeline.llm import catalog
+
+st.title("Generate")
+st.caption(
+    "Each example is made in three steps: a realistic scenario, the document it calls for (memo, email, "
+    "report, proposal, analysis), and the persona's response showing its traits."
+)
+
+persona_list = personas.list_personas()
+if not persona_list:
+    st.info("Create a persona first, on the Personas page.")
+    st.stop()
+models = catalog.available_models()
+
+with st.container(border=True):
+    left, right = st.columns(2)
+    persona_name = left.selectbox("Persona", [p.name for p in persona_list])
+    examples = right.number_input("How many examples", min_value=1, max_value=10_000, value=10, step=5)
+    types = st.multiselect("Document types", DOCUMENT_TYPES, default=DOCUMENT_TYPES)
+    st.markdown("**Models for each step**, first choice first; the next is tried if one fails.")
+    chains = {}
+    for column, stage in zip(st.columns(3), ("scenario", "document", "response"), strict=True):
+        chains[stage] = column.multiselect(
+            stage.capitalize(), models, default=[settings.EMBEDDED_MODEL], accept_new_options=True, key=f"chain_{stage}"
+        )
+    with st.expander("More settings"):
+        a, b = st.columns(2)
+        document_words = a.slider("Document length (words)", 50, 2000, (500, 1000), step=50)
+        response_words = b.slider("Response length (words)", 30, 1500, 300, step=10)
+        concurrency = a.slider("Examples in parallel", 1, 32, 4)
+        temperature = b.slider("Temperature", 0.0, 1.5, 0.8, 0.05)
+        include_prompt = st.checkbox(
+            "Keep the system prompt in the training examples",
+            help="Off (recommended): the fine-tuned model learns to act as the persona without being told.",
+        )
+
+params = {
+    "persona_id": next(p.id for p in persona_list if p.name == persona_name),
+    "examples": int(examples),
+    "document_types": types,
+    "scenario_models": chains["scenario"],
+    "document_models": chains["document"],
+    "response_models": chains["response"],
+    "document_words": document_words,
+    "response_words": response_words,
+    "concurrency": concurrency,
+    "temperature": temperature,
+    "include_system_prompt": include_prompt,
+}
+try:
+    _, guess = service.plan(params)
+except UserFacingError as exc:
+    st.error(str(exc))
+    guess = None
+
+if guess:
+    cols = st.columns(4)
+    cols[0].metric("Model calls", f"{guess.calls:,}")
+    cols[1].metric("Tokens (about)", f"{guess.prompt_tokens + guess.completion_tokens:,}")
+    cols[2].metric("Cost (about)", "unknown price" if guess.cost_usd is None else f"${guess.cost_usd:,.2f}")
+    cols[3].metric("Time (about)", job_board.duration(guess.seconds))
+    if st.button("Start generating", type="primary"):
+        try:
+            job = service.start(params, started_by=st.session_state.get("user_name", ""))
+        except UserFacingError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["generation_run"] = job.id
+            st.toast(f"Queued generation job {job.id}.")
+
+st.divider()
+st.subheader("Runs")
+
+
+@st.fragment(run_every=2)
+def live_run():
+    runs = service.runs()
+    if not runs:
+        st.info("No generation runs yet.")
+        return
+    ids = [r.id for r in runs]
+    labels = {r.id: f"#{r.id} · {r.name} · {job_board.badge(r)}" for r in runs}
+    if st.session_state.get("generation_run") not in ids:
+        st.session_state["generation_run"] = ids[0]
+    run = service.view(st.selectbox("Run", ids, format_func=labels.get, key="generation_run"))
+    job = run.job
+    timing = jobs.timing(job)
+    done = run.ready + run.failed
+    st.progress(
+        min(done / run.planned, 1.0) if run.planned else 0.0,
+        text=f"{done} of {run.planned} examples · {run.ready} ready · {run.failed} failed"
+        + (f" · ETA {job_board.duration(timing.eta_s)}" if timing.eta_s else ""),
+    )
+    if job.status == "failed":
+        st.error(f"The run stopped: {job.error}")
+    can_stop = job.status in jobs.ACTIVE and not job.cancel_requested
+    can_resume = job.status in jobs.FINISHED and (done < run.planned or run.failed > 0)
+    if can_stop and st.button("Stop", key=f"stop_{job.id}"):
+        jobs.request_cancel(job.id)
+        st.rerun()
+    if can_resume and st.button("Resume", key=f"resume_{job.id}", help="Finish what is missing; retry failures."):
+        jobs.requeue(job.id)
+        st.rerun()
+    if run.latest:
+        st.markdown(
+            f"**Latest:** {run.latest.document_title} · {run.latest.document_type} · "
+            f"stresses {', '.join(run.latest.traits_stressed)}"
+        )
+        doc, reply = st.columns(2)
+        doc.markdown("**Document**")
+        doc.container(height=320).markdown(run.latest.document)
+        reply.markdown("**Response**")
+        reply.container(height=320).markdown(run.latest.response)
+    if run.failures:
+        st.markdown(f"**Failed examples** ({run.failed}): they are retried when you resume.")
+        st.dataframe(pd.DataFrame(run.failures), hide_index=True, width="stretch")
+
+
+live_run()

@@ -1,0 +1,67 @@
+"""What the Generate page calls: check and start a run, and look at one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import select
+
+from pipeline import jobs
+from pipeline.db import session_scope
+from pipeline.generation import runner
+from pipeline.generation.config import GenerationConfig, load
+from pipeline.generation.estimate import Estimate, estimate
+from pipeline.models import Example, Job
+
+
+def plan(params: dict) -> tuple[GenerationConfig, Estimate]:
+    """Validate the settings (raises UserFacingError) and estimate the run."""
+    config = load(params)
+    persona = runner.prepare(config)
+    return config, estimate(config, len(persona.system_prompt.split()) + 20 * len(persona.traits))
+
+
+def start(params: dict, started_by: str = "") -> Job:
+    config, _ = plan(params)
+    return jobs.submit(
+        "generation",
+        config.model_dump(mode="json"),
+        name=f"Generation: {config.examples} examples",
+        started_by=started_by,
+    )
+
+
+def runs(limit: int = 50) -> list[Job]:
+    with session_scope() as session:
+        return list(session.exec(select(Job).where(Job.kind == "generation").order_by(Job.id.desc()).limit(limit)))
+
+
+@dataclass
+class RunView:
+    job: Job
+    ready: int
+    failed: int
+    planned: int
+    latest: Example | None
+    failures: list[dict]
+
+
+def view(job_id: int) -> RunView:
+    job = jobs.get(job_id)
+    with session_scope() as session:
+        examples = list(session.exec(select(Example).where(Example.job_id == job_id)))
+    finished = [e for e in examples if e.status in runner.FINISHED and e.response]
+    latest = max(finished, key=lambda e: e.id, default=None)
+    failures = [
+        {"example": e.slot, "type": e.document_type, "trait": ", ".join(e.traits_stressed), "reason": e.failure}
+        for e in sorted(examples, key=lambda e: e.slot or 0)
+        if e.status == "failed"
+    ]
+    return RunView(
+        job=job,
+        ready=sum(e.status == "pending" for e in examples),
+        failed=len(failures),
+        planned=job.params.get("examples", len(examples)),
+        latest=latest,
+        failures=failures,
+    )
