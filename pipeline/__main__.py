@@ -98,7 +98,11 @@ def _cmd_generate(args) -> int:
             bar.set_postfix_str(message[:40])
             bar.refresh()
 
-        finished, paths = foreground.run(job, advance)
+        try:
+            finished, paths = foreground.run(job, advance)
+        except KeyboardInterrupt:
+            print(f"\nStopped. What was made is saved; finish with --resume {job.id}.", file=sys.stderr)
+            return 130
     done, failed, _ = runner.progress(job.id)
     print(f"{finished.status}: {done - failed} examples ready, {failed} failed. Training file: {paths['training']}")
     if failed:

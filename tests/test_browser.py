@@ -27,7 +27,13 @@ CHROMIUM = shutil.which("chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 FLAGS += ["--disable-component-update", "--disable-sync", "--disable-quic"]
 SERVER_FLAGS = ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
-PAGES = [("", "Persona Studio"), ("personas", "Personas"), ("monitor", "Live monitoring"), ("playground", "Playground")]
+PAGES = [
+    ("", "Persona Studio"),
+    ("personas", "Personas"),
+    ("generate", "Generate"),
+    ("monitor", "Live monitoring"),
+    ("playground", "Playground"),
+]
 # Streamlit 1.67 testids: an alert's content is stAlertContent<Kind>; a lazily loaded widget shows
 # stSkeleton until its code arrives; stStatusWidget is there only while the script runs. The main
 # area is testid stMain, except on a page with st.chat_input (stAppScrollToBottomContainer): use its
