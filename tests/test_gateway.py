@@ -14,6 +14,7 @@ from pipeline.errors import UserFacingError
 from pipeline.llm import AllModelsFailed, RetryPolicy, achat, chat
 from pipeline.models import LLMCall
 from tests.conftest import write_secrets
+from tests.fakes.openai_server import FakeOpenAI
 
 FAST = RetryPolicy(attempts=4, base_delay=0.05, max_delay=1.0)
 HELLO = [{"role": "user", "content": "Say hello."}]
@@ -151,3 +152,19 @@ def test_async_calls_run_concurrently_through_the_same_chain(endpoints):
     assert [r.model_used for r in results] == ["primary"] * 3
     assert len(primary.requests) == 3
     assert len(calls()) == 3
+
+
+def test_cost_comes_from_the_price_list_for_a_priced_model():
+    from pipeline.llm._litellm import litellm
+
+    with FakeOpenAI(reply="Priced answer with a few words.") as server:
+        write_secrets(f'[endpoints.priced]\napi_base = "{server.api_base}"\nmodel = "gpt-4o-mini"\n')
+        result = chat(HELLO, "priced", cache=False)
+    expected = sum(
+        litellm.cost_per_token(
+            model="gpt-4o-mini", prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
+        )
+    )
+    assert result.cost_usd > 0
+    assert result.cost_usd == pytest.approx(expected)
+    assert calls()[-1].cost_usd == pytest.approx(expected)

@@ -15,6 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
 
+class _Server(ThreadingHTTPServer):
+    # Python's default listen backlog is 5: a burst of concurrent clients would overflow it and
+    # wait out a 1 s SYN retransmit, which no real provider makes them do.
+    request_queue_size = 256
+
+
 class FakeOpenAI:
     def __init__(self, delay: float = 0.0, reply: str = "Hello from the test server.", responder=None):
         self.delay = delay
@@ -23,7 +29,7 @@ class FakeOpenAI:
         self.script: deque[str] = deque()
         self.requests: list[dict] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -52,6 +58,8 @@ class FakeOpenAI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as providers serve
+
             def log_message(self, *_):  # keep test output clean
                 pass
 
@@ -127,3 +135,24 @@ class FakeOpenAI:
                 )
 
         return Handler
+
+
+def main() -> None:
+    """Serve on its own (`python -m tests.fakes.openai_server --delay 0.3 --stage-aware`), printing its port."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--stage-aware", action="store_true", help="answer each generation stage in its format")
+    args = parser.parse_args()
+    responder = None
+    if args.stage_aware:
+        from tests.fakes.stage_replies import stage_aware as responder
+    with FakeOpenAI(delay=args.delay, responder=responder) as server:
+        print(server.api_base, flush=True)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+
+
+if __name__ == "__main__":
+    main()
