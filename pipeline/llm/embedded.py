@@ -13,13 +13,13 @@ import json
 import os
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from pipeline import settings
 from pipeline.errors import UserFacingError
+from pipeline.llm.batcher import Batcher, Generation
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -93,12 +93,11 @@ def local_model_names() -> list[str]:
     return sorted(names, key=lambda n: (n != EMBEDDED_NAME, n))
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedModel:
     name: str
     model: object
     tokenizer: object
-    lock: threading.Lock
 
 
 _load_lock = threading.Lock()
@@ -126,7 +125,7 @@ def _load(name: str, _mtime: float) -> LoadedModel:
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(name=name, model=model, tokenizer=tokenizer, lock=threading.Lock())
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer)
 
 
 def load(name: str) -> LoadedModel:
@@ -141,13 +140,18 @@ def load(name: str) -> LoadedModel:
         return _load(name, folder.stat().st_mtime)
 
 
-@dataclass
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    seconds: float
+_batchers: dict[int, Batcher] = {}
+_batchers_lock = threading.Lock()
+
+
+def batcher(name: str) -> Batcher:
+    """The one batching worker for this model as loaded now (a replaced folder gets a new one)."""
+    loaded = load(name)
+    with _batchers_lock:
+        worker = _batchers.get(id(loaded))
+        if worker is None:
+            worker = _batchers[id(loaded)] = Batcher(loaded)
+        return worker
 
 
 def generate(
@@ -159,37 +163,5 @@ def generate(
     top_p: float = 0.9,
     seed: int | None = None,
 ) -> Generation:
-    import torch
-
-    loaded = load(name)
-    tokenizer, model = loaded.tokenizer, loaded.model
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    prompt_len = inputs["input_ids"].shape[1]
-    sampling = temperature > 0
-    options = {
-        "max_new_tokens": max_tokens,
-        "do_sample": sampling,
-        "repetition_penalty": 1.1,  # a 135M model loops without it
-        "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
-    if sampling:
-        options.update(temperature=temperature, top_p=top_p)
-    started = time.perf_counter()
-    with loaded.lock, torch.inference_mode():
-        if seed is not None:
-            torch.manual_seed(seed)
-        output = model.generate(**inputs, **options)
-    new_tokens = output[0][prompt_len:].tolist()
-    finish = "length"
-    if tokenizer.eos_token_id in new_tokens:
-        new_tokens = new_tokens[: new_tokens.index(tokenizer.eos_token_id) + 1]
-        finish = "stop"
-    text = tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
-    return Generation(
-        text=text,
-        prompt_tokens=int(prompt_len),
-        completion_tokens=len(new_tokens),
-        finish_reason=finish,
-        seconds=time.perf_counter() - started,
-    )
+    """A chat reply from a local model; concurrent callers are batched into one generate call."""
+    return batcher(name).generate(messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
