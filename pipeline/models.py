@@ -88,6 +88,7 @@ class Example(SQLModel, table=True):
     token_count: int = 0
     validation_issues: list[str] = _json(list)
     failure: str | None = _text(nullable=True, default=None)  # why generation failed, in plain words
+    flags: list[str] = _json(list)  # for the reviewer, not failures: e.g. a near-duplicate of another example
     usage: dict = _json(dict)  # per stage: prompt and completion tokens, cost
     status: str = Field(default="pending", index=True)  # generating | pending | accepted | rejected | failed
     gold_star: bool = Field(default=False, index=True)

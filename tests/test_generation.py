@@ -290,3 +290,41 @@ def test_the_embedded_model_generates_real_examples(persona):
         else:
             assert example.failure  # the small model may miss the format: then it says why
     assert any(e.status == "pending" for e in made)
+
+
+@pytest.mark.slow
+def test_near_duplicate_documents_and_responses_are_flagged_not_failed(persona, server):
+    from pipeline.generation import dedup
+
+    job_id = generate(config_for(persona, examples=3))  # this server answers every stage the same way
+    assert dedup.flag_near_duplicates(job_id) == 3
+    for example in examples_of(job_id):
+        assert example.status == "pending"  # a flag is for the reviewer, not a failure
+        assert any(f.startswith("near-duplicate document of example") for f in example.flags)
+        assert any(f.startswith("near-duplicate response of example") for f in example.flags)
+
+
+@pytest.mark.slow
+def test_distinct_examples_are_not_flagged(persona, server):
+    from pipeline.generation import dedup
+
+    primary, _ = server
+    topics = iter(
+        [
+            "a warehouse fire drill schedule and the evacuation routes for each floor",
+            "quarterly revenue by region with a forecast for the holiday season",
+            "a proposal to adopt a four-day work week in the design team",
+            "a customer's complaint about a late delivery of medical supplies",
+        ]
+        * 6
+    )
+
+    def varied(body):
+        asked = body["messages"][-1]["content"]
+        if asked.startswith("Invent"):
+            return "Title: Note\nSituation: Someone writes to a colleague."
+        return " ".join([f"This text is about {next(topics)}."] * 20)
+
+    primary.responder = varied
+    job_id = generate(config_for(persona, examples=2, concurrency=1))
+    assert dedup.flag_near_duplicates(job_id) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from pipeline.generation import outputs, runner
+from pipeline.generation import dedup, outputs, runner
 from pipeline.generation.config import load
 from pipeline.job_context import JobContext
 
@@ -29,6 +29,11 @@ def run(ctx: JobContext, params: dict) -> dict[str, Path]:
     ctx.report_progress(finished, config.examples, unit="examples", message="planning")
     ctx.log(f"generating {config.examples} examples for {persona.name!r} ({finished} already done)")
     asyncio.run(runner.Generation(ctx.job_id, config, persona, ctx.cancelled, item_done).run())
+    finished, _, total = runner.progress(ctx.job_id)
+    ctx.report_progress(finished, total, unit="examples", message="checking for near-duplicates")
+    flagged = dedup.flag_near_duplicates(ctx.job_id)
+    if flagged:
+        ctx.log(f"{flagged} examples flagged as near-duplicates")
     output = Path(params["output"]) if params.get("output") else None
     paths = outputs.write(ctx.job_id, config, output, persona.name)
     finished, failed, total = runner.progress(ctx.job_id)

@@ -76,6 +76,7 @@ def _detail(example: Example) -> dict:
         "cost_usd": round(sum(u.get("cost_usd", 0.0) for u in example.usage.values()), 6),
         "status": example.status,
         "failure": example.failure,
+        "flags": example.flags,
         "validation_issues": example.validation_issues,
         "created_at": example.created_at,
         "messages": example.messages,

@@ -44,6 +44,7 @@ class RunView:
     planned: int
     latest: Example | None
     failures: list[dict]
+    flagged: int
 
 
 def view(job_id: int) -> RunView:
@@ -63,5 +64,6 @@ def view(job_id: int) -> RunView:
         failed=len(failures),
         planned=job.params.get("examples", len(examples)),
         latest=latest,
+        flagged=sum(bool(e.flags) for e in examples),
         failures=failures,
     )
