@@ -79,6 +79,20 @@ if guess:
             st.session_state["generation_run"] = job.id
             st.toast(f"Queued generation job {job.id}.")
 
+with st.expander("Import conversations you already have"):
+    st.caption(
+        "Chat transcripts of the persona: 'Name: message' lines, or JSON exports (OpenAI, ShareGPT, ChatGPT). "
+        "Each reply with the message before it becomes an example for review."
+    )
+    uploads = st.file_uploader("Transcript files", accept_multiple_files=True, type=["txt", "json", "jsonl", "md"])
+    speaker = st.text_input("In 'Name: message' files, the persona's name", placeholder="the second speaker")
+    extractor = st.multiselect("For other formats, let a model read them", models, accept_new_options=True)
+    if st.button("Import", disabled=not uploads):
+        report = service.import_transcripts(
+            params["persona_id"], [(u.name, u.getvalue()) for u in uploads], speaker or None, extractor or None
+        )
+        st.dataframe(pd.DataFrame(report), hide_index=True, width="stretch")
+
 st.divider()
 st.subheader("Runs")
 

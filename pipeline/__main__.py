@@ -110,6 +110,25 @@ def _cmd_generate(args) -> int:
     return 0 if finished.status == "succeeded" else 1
 
 
+def _cmd_import_transcripts(args) -> int:
+    from pipeline import personas
+    from pipeline.generation import service
+
+    persona = personas.get_persona(args.persona)
+    missing = [n for n in args.files if not Path(n).is_file()]
+    for name in missing:
+        print(f"error: No such file: {name}", file=sys.stderr)
+    files = [(Path(n).name, Path(n).read_bytes()) for n in args.files if n not in missing]
+    report = service.import_transcripts(persona.id, files, args.speaker, args.extract_with)
+    for row in report:
+        if row["problem"]:
+            print(f"error: {row['problem']}", file=sys.stderr)
+        else:
+            extra = f", {row['already there']} already there" if row["already there"] else ""
+            print(f"{row['file']}: {row['added']} pairs added{extra}")
+    return 1 if missing or any(row["problem"] for row in report) else 0
+
+
 def _cmd_jobs(args) -> int:
     from pipeline import job_board, jobs
 
@@ -212,6 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-system-prompt", action="store_true", help="keep the system prompt in each example")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("import-transcripts", help="add chat transcripts of the persona as examples")
+    p.add_argument("files", nargs="+", help="'Name: message' text, or JSON / JSONL chat exports")
+    p.add_argument("--persona", required=True)
+    p.add_argument("--speaker", help="in 'Name: message' text, the name whose replies are the persona's")
+    p.add_argument(
+        "--extract-with",
+        action="append",
+        metavar="MODEL",
+        help="for files in other formats: a model chain that rewrites them as dialogue lines",
+    )
+    p.set_defaults(func=_cmd_import_transcripts)
 
     p = sub.add_parser("jobs", help="list jobs, show one, cancel one, or print its log")
     p.add_argument("action", choices=["list", "show", "cancel", "logs"])

@@ -115,3 +115,14 @@ def test_generate_explains_bad_input_before_starting():
     zero = run("generate", "--persona", "collaborative", "--examples", "0")
     assert zero.returncode == 1 and "examples: Input should be greater than or equal to 1" in zero.stderr
     assert "There is no generation job 99" in run("generate", "--resume", "99").stderr
+
+
+def test_import_transcripts_reports_each_file(tmp_path):
+    good = tmp_path / "chat.txt"
+    good.write_text("Sam: Can you look at my memo?\nAda: Gladly. What is it for?\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    out = run("import-transcripts", str(good), str(empty), "--persona", "collaborative")
+    assert out.returncode == 1  # one file failed
+    assert "chat.txt: 1 pairs added" in out.stdout
+    assert "error: empty.txt is empty." in out.stderr

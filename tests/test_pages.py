@@ -373,3 +373,18 @@ def test_generate_page_shows_a_run_with_its_latest_example_and_failures(endpoint
     assert any("**Latest:** Northern region shortfall" in m.value for m in at.markdown)
     next(b for b in at.button if b.label == "Resume").click().run()
     assert jobs.get(job.id).status == "queued"  # the monitor starts it again; failed examples are retried
+
+
+def test_generate_page_imports_transcripts_and_names_a_bad_file():
+    at = open_app("pages/generate.py")
+    at.file_uploader[0].set_value(
+        [
+            ("chat.txt", b"Sam: Can you look at my memo?\nAda: Gladly. What is it for?\n", "text/plain"),
+            ("photo.txt", b"\x89PNG\x00\x00", "text/plain"),
+        ]
+    ).run()
+    next(b for b in at.button if b.label == "Import").click().run()
+    assert not at.exception
+    report = at.dataframe[0].value
+    assert list(report["added"]) == [1, 0]
+    assert report["problem"][1] == "photo.txt is not a text file."

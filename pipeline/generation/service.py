@@ -67,3 +67,26 @@ def view(job_id: int) -> RunView:
         flagged=sum(bool(e.flags) for e in examples),
         failures=failures,
     )
+
+
+def import_transcripts(
+    persona_id: int, files: list[tuple[str, bytes]], speaker: str | None = None, extract_models: list[str] | None = None
+) -> list[dict]:
+    """Import each file's pairs; one file's problem is reported and the others still go in."""
+    from pipeline.errors import UserFacingError
+    from pipeline.generation import transcripts
+
+    report = []
+    for name, data in files:
+        try:
+            try:
+                transcript = transcripts.parse(data, name, speaker)
+            except UserFacingError:
+                if not extract_models:
+                    raise
+                transcript = transcripts.extract_with_llm(data, name, extract_models)
+            added, skipped = transcripts.import_pairs(persona_id, transcript)
+            report.append({"file": name, "added": added, "already there": skipped, "problem": ""})
+        except UserFacingError as exc:
+            report.append({"file": name, "added": 0, "already there": 0, "problem": str(exc)})
+    return report
