@@ -40,6 +40,8 @@ with st.container(border=True):
         response_words = b.slider("Response length (words)", 30, 1500, 300, step=10)
         concurrency = a.slider("Examples in parallel", 1, 32, 4)
         temperature = b.slider("Temperature", 0.0, 1.5, 0.8, 0.05)
+        min_document_words = a.number_input("Shortest acceptable document (words)", 1, 2000, 100)
+        min_response_words = b.number_input("Shortest acceptable response (words)", 1, 2000, 50)
         include_prompt = st.checkbox(
             "Keep the system prompt in the training examples",
             help="Off (recommended): the fine-tuned model learns to act as the persona without being told.",
@@ -57,6 +59,8 @@ params = {
     "concurrency": concurrency,
     "temperature": temperature,
     "include_system_prompt": include_prompt,
+    "min_document_words": int(min_document_words),
+    "min_response_words": int(min_response_words),
 }
 try:
     _, guess = service.plan(params)
@@ -92,6 +96,15 @@ with st.expander("Import conversations you already have"):
             params["persona_id"], [(u.name, u.getvalue()) for u in uploads], speaker or None, extractor or None
         )
         st.dataframe(pd.DataFrame(report), hide_index=True, width="stretch")
+    shots = service.few_shot(params["persona_id"])
+    if shots:
+        st.download_button(
+            "Download a few-shot set from the imported conversations",
+            service.few_shot_json(shots),
+            file_name=f"{persona_name}_few_shot.json",
+            mime="application/json",
+            help="A few of the fullest exchanges, for prompting a model.",
+        )
 
 st.divider()
 st.subheader("Runs")

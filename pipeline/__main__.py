@@ -126,6 +126,9 @@ def _cmd_import_transcripts(args) -> int:
         else:
             extra = f", {row['already there']} already there" if row["already there"] else ""
             print(f"{row['file']}: {row['added']} pairs added{extra}")
+    if args.few_shot:
+        Path(args.few_shot).write_text(service.few_shot_json(service.few_shot(persona.id)), encoding="utf-8")
+        print(f"Few-shot set written to {args.few_shot}")
     return 1 if missing or any(row["problem"] for row in report) else 0
 
 
@@ -242,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="for files in other formats: a model chain that rewrites them as dialogue lines",
     )
+    p.add_argument("--few-shot", metavar="FILE", help="also write a few-shot set from the imported exchanges")
     p.set_defaults(func=_cmd_import_transcripts)
 
     p = sub.add_parser("jobs", help="list jobs, show one, cancel one, or print its log")

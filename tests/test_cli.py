@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -122,7 +123,9 @@ def test_import_transcripts_reports_each_file(tmp_path):
     good.write_text("Sam: Can you look at my memo?\nAda: Gladly. What is it for?\n")
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    out = run("import-transcripts", str(good), str(empty), "--persona", "collaborative")
+    shots = tmp_path / "shots.json"
+    out = run("import-transcripts", str(good), str(empty), "--persona", "collaborative", "--few-shot", str(shots))
     assert out.returncode == 1  # one file failed
     assert "chat.txt: 1 pairs added" in out.stdout
     assert "error: empty.txt is empty." in out.stderr
+    assert [m["role"] for m in json.loads(shots.read_text())["messages"]] == ["user", "assistant"]

@@ -188,10 +188,12 @@ def test_the_response_is_asked_with_the_persona_prompt_and_every_trait(persona, 
 
 def test_provider_failures_fall_back_or_fail_single_items_and_the_run_goes_on(persona, server):
     primary, backup = server
-    primary.fail_next(*itertools.islice(itertools.cycle(["500", "429", "garbage", "401"]), 40))
+    primary.fail_next("hang", *itertools.islice(itertools.cycle(["500", "429", "garbage", "401"]), 40))
     backup.fail_next("401", "401", "401")
 
-    job_id = generate(config_for(persona, examples=8, chain=["primary", "backup"]))
+    started = time.monotonic()
+    job_id = generate(config_for(persona, examples=8, chain=["primary", "backup"], timeout_s=1))
+    assert time.monotonic() - started < 60  # the hung request timed out; nothing waited on it
 
     made = examples_of(job_id)
     assert len(made) == 8
@@ -328,3 +330,26 @@ def test_distinct_examples_are_not_flagged(persona, server):
     primary.responder = varied
     job_id = generate(config_for(persona, examples=2, concurrency=1))
     assert dedup.flag_near_duplicates(job_id) == 0
+
+
+def test_a_near_duplicate_idea_is_asked_again_then_dropped(persona, server, monkeypatch):
+    monkeypatch.setenv("STUDIO_LLM_CACHE", "0")
+    primary, _ = server
+
+    def same_idea(body):
+        asked = body["messages"][-1]["content"]
+        if asked.startswith("Invent"):
+            return "Title: Office move\nSituation: The team must move offices next month and nobody agrees how."
+        return stage_aware(body)
+
+    primary.responder = same_idea
+    job_id = generate(config_for(persona, examples=2, concurrency=1))
+
+    first, second = examples_of(job_id)
+    assert first.status == "pending"
+    assert second.status == "failed"
+    assert second.failure.startswith(f"scenario stage: dropped: its idea nearly repeats example {first.id}'s")
+    retries = [
+        r for r in primary.requests if "It must be clearly different from this one" in r["messages"][-1]["content"]
+    ]
+    assert len(retries) == 1  # asked again once, told what to avoid

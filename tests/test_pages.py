@@ -388,3 +388,4 @@ def test_generate_page_imports_transcripts_and_names_a_bad_file():
     report = at.dataframe[0].value
     assert list(report["added"]) == [1, 0]
     assert report["problem"][1] == "photo.txt is not a text file."
+    assert [b.label for b in at.get("download_button")] == ["Download a few-shot set from the imported conversations"]

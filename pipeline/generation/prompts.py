@@ -9,7 +9,8 @@ from pipeline.generation.plan import Slot
 SCENARIO_SYSTEM = "You invent realistic workplace situations. You answer in the exact format asked for."
 
 
-def scenario_messages(slot: Slot) -> list[dict]:
+def scenario_messages(slot: Slot, avoid: str | None = None) -> list[dict]:
+    different = f"\n\nIt must be clearly different from this one: {avoid}" if avoid else ""
     return [
         {"role": "system", "content": SCENARIO_SYSTEM},
         {
@@ -20,7 +21,7 @@ def scenario_messages(slot: Slot) -> list[dict]:
                 f"A good reply to the {slot.document_type} should need {slot.trait} ({slot.trait_description}).\n\n"
                 "Answer in exactly this format:\n"
                 f"Title: <a short title for the {slot.document_type}>\n"
-                "Situation: <two or three sentences: who wrote it, to whom, and what is at stake>"
+                "Situation: <two or three sentences: who wrote it, to whom, and what is at stake>" + different
             ),
         },
     ]

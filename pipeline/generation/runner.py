@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 from sqlmodel import select
 
-from pipeline import personas
+from pipeline import embeddings, personas
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import prompts, validate
@@ -114,6 +114,27 @@ def _usage(example: Example, stage: str, result: ChatResult) -> dict:
     }
 
 
+class IdeaRegistry:
+    """The run's scenario ideas, embedded, so a near-copy of one can be caught as it is made."""
+
+    THRESHOLD = 0.93  # distinct ideas in one setting reach ~0.91; a model repeating itself scores higher
+
+    def __init__(self, job_id: int):
+        with session_scope() as session:
+            rows = session.exec(select(Example).where(Example.job_id == job_id, Example.document_title != ""))
+            self.ideas = {e.id: f"{e.document_title}. {e.scenario.get('situation', '')}" for e in rows}
+        self.vectors = dict(zip(self.ideas, embeddings.embed(list(self.ideas.values())), strict=True))
+
+    def twin(self, example_id: int, idea: str) -> tuple[int, str] | None:
+        """The other example whose idea this one nearly repeats; otherwise record it and return None."""
+        [vector] = embeddings.embed([idea])
+        for other, seen in self.vectors.items():
+            if other != example_id and float(vector @ seen) >= self.THRESHOLD:
+                return other, self.ideas[other]
+        self.ideas[example_id], self.vectors[example_id] = idea, vector
+        return None
+
+
 class Generation:
     def __init__(
         self,
@@ -125,6 +146,7 @@ class Generation:
     ):
         self.job_id, self.config, self.persona = job_id, config, persona
         self.cancelled, self.on_item_done = cancelled, on_item_done
+        self.ideas = IdeaRegistry(job_id)
 
     async def run(self) -> None:
         todo = ensure_slots(self.job_id, self.persona, self.config)
@@ -139,6 +161,22 @@ class Generation:
                     self.on_item_done(example)
 
         await asyncio.gather(*(one(example_id) for example_id in todo))
+
+    async def _scenario(self, slot: Slot, example_id: int) -> tuple[ChatResult, str, str]:
+        """A scenario idea unlike the run's others: a near-copy is asked for again once, then dropped."""
+        avoid = None
+        for _attempt in range(2):
+            messages = prompts.scenario_messages(slot, avoid=avoid)
+            result = await self._ask("scenario", messages, 200)
+            parsed = prompts.parse_scenario(result.text, slot)
+            if parsed is None:
+                raise UserFacingError(f"the scenario answer could not be read: {result.text[:160]!r}")
+            title, situation = parsed
+            twin = self.ideas.twin(example_id, f"{title}. {situation}")
+            if twin is None:
+                return result, title, situation
+            avoid = twin[1]
+        raise UserFacingError(f"dropped: its idea nearly repeats example {twin[0]}'s ({twin[1][:80]!r})")
 
     async def _ask(self, stage: str, messages: list[dict], max_tokens: int) -> ChatResult:
         return await achat(
@@ -159,11 +197,7 @@ class Generation:
         stage = "scenario"
         try:
             if not example.document_title:
-                result = await self._ask("scenario", prompts.scenario_messages(slot), 200)
-                parsed = prompts.parse_scenario(result.text, slot)
-                if parsed is None:
-                    raise UserFacingError(f"the scenario answer could not be read: {result.text[:160]!r}")
-                title, situation = parsed
+                result, title, situation = await self._scenario(slot, example_id)
                 example = _save(
                     example_id,
                     document_title=title,

@@ -90,3 +90,15 @@ def import_transcripts(
         except UserFacingError as exc:
             report.append({"file": name, "added": 0, "already there": 0, "problem": str(exc)})
     return report
+
+
+def few_shot(persona_id: int, count: int = 3) -> list[dict]:
+    from pipeline.generation import transcripts
+
+    return transcripts.few_shot(persona_id, count)
+
+
+def few_shot_json(messages: list[dict]) -> str:
+    import json
+
+    return json.dumps({"messages": messages}, indent=2, ensure_ascii=False)

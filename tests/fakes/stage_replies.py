@@ -7,7 +7,10 @@ RESPONSE = " ".join(["Let's work through this together; what would help most is 
 def stage_aware(body: dict) -> str:
     asked = body["messages"][-1]["content"]
     if asked.startswith("Invent one realistic situation"):
-        return "Title: Northern region shortfall\nSituation: The finance lead writes to the board about a gap."
+        # like a real model, the idea follows the prompt: its place and its tension
+        place = asked.split(" at ", 1)[1].split(" that calls for", 1)[0]
+        tension = asked.split("The tension: ", 1)[1].split(". A good reply", 1)[0]
+        return f"Title: Northern region shortfall\nSituation: At {place}, the lead faces {tension}."
     if asked.startswith("Write the full text"):
         return DOCUMENT
     return RESPONSE
