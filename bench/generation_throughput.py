@@ -28,7 +28,7 @@ os.environ["STUDIO_LLM_CACHE"] = "0"  # every request really goes to the server
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 
-from pipeline import jobs, personas  # noqa: E402
+from pipeline import embeddings, jobs, personas  # noqa: E402
 from pipeline.generation import runner  # noqa: E402
 from pipeline.generation.config import GenerationConfig  # noqa: E402
 
@@ -59,6 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     personas.seed_samples()
+    embeddings.embed(["warm up"])  # the idea check's model loads once per process: not part of either run
     persona = personas.get_persona("collaborative")
     # the server is its own process, as a provider is: it must not share this process's interpreter
     server = subprocess.Popen(

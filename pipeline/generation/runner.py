@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -124,10 +125,15 @@ class IdeaRegistry:
             rows = session.exec(select(Example).where(Example.job_id == job_id, Example.document_title != ""))
             self.ideas = {e.id: f"{e.document_title}. {e.scenario.get('situation', '')}" for e in rows}
         self.vectors = dict(zip(self.ideas, embeddings.embed(list(self.ideas.values())), strict=True))
+        self._lock = threading.Lock()
 
     def twin(self, example_id: int, idea: str) -> tuple[int, str] | None:
         """The other example whose idea this one nearly repeats; otherwise record it and return None."""
         [vector] = embeddings.embed([idea])
+        with self._lock:  # check and record together: two near-copies arriving at once are still caught
+            return self._check_and_record(example_id, idea, vector)
+
+    def _check_and_record(self, example_id: int, idea: str, vector) -> tuple[int, str] | None:
         for other, seen in self.vectors.items():
             if other != example_id and float(vector @ seen) >= self.THRESHOLD:
                 return other, self.ideas[other]
@@ -172,7 +178,8 @@ class Generation:
             if parsed is None:
                 raise UserFacingError(f"the scenario answer could not be read: {result.text[:160]!r}")
             title, situation = parsed
-            twin = self.ideas.twin(example_id, f"{title}. {situation}")
+            # embedding takes tens of ms of CPU: off the event loop, so calls in flight keep moving
+            twin = await asyncio.to_thread(self.ideas.twin, example_id, f"{title}. {situation}")
             if twin is None:
                 return result, title, situation
             avoid = twin[1]

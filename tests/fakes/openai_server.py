@@ -59,6 +59,10 @@ class FakeOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as providers serve
+            # headers and body in one write, no Nagle: otherwise each kept-alive reply waits
+            # out a 40 ms delayed ACK, a cost no real provider's stack adds
+            wbufsize = -1
+            disable_nagle_algorithm = True
 
             def log_message(self, *_):  # keep test output clean
                 pass
