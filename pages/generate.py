@@ -89,12 +89,12 @@ with st.expander("Import conversations you already have"):
         "Each reply with the message before it becomes an example for review."
     )
     uploads = st.file_uploader("Transcript files", accept_multiple_files=True, type=["txt", "json", "jsonl", "md"])
+    pasted = st.text_area("…or paste a conversation", placeholder="Sam: Can you look at my memo?\nAda: Gladly.")
     speaker = st.text_input("In 'Name: message' files, the persona's name", placeholder="the second speaker")
     extractor = st.multiselect("For other formats, let a model read them", models, accept_new_options=True)
-    if st.button("Import", disabled=not uploads):
-        report = service.import_transcripts(
-            params["persona_id"], [(u.name, u.getvalue()) for u in uploads], speaker or None, extractor or None
-        )
+    files = [(u.name, u.getvalue()) for u in uploads or []] + ([("pasted text", pasted.encode())] if pasted else [])
+    if st.button("Import", disabled=not files):
+        report = service.import_transcripts(params["persona_id"], files, speaker or None, extractor or None)
         st.dataframe(pd.DataFrame(report), hide_index=True, width="stretch")
     shots = service.few_shot(params["persona_id"])
     if shots:

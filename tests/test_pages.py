@@ -389,3 +389,14 @@ def test_generate_page_imports_transcripts_and_names_a_bad_file():
     assert list(report["added"]) == [1, 0]
     assert report["problem"][1] == "photo.txt is not a text file."
     assert [b.label for b in at.get("download_button")] == ["Download a few-shot set from the imported conversations"]
+
+
+def test_generate_page_imports_a_pasted_conversation():
+    at = open_app("pages/generate.py")
+    next(t for t in at.text_area if t.label == "…or paste a conversation").input(
+        "Sam: Can you look at my memo?\nAda: Gladly. What is it for?"
+    ).run()
+    next(b for b in at.button if b.label == "Import").click().run()
+    assert not at.exception
+    report = at.dataframe[0].value
+    assert report["file"][0] == "pasted text" and report["added"][0] == 1
