@@ -103,6 +103,16 @@ def _save(example_id: int, **fields) -> Example:
     return example
 
 
+def _landed(example: Example, stage: str, result: ChatResult, **fields) -> Example:
+    """Save a stage's output the moment it lands, with the model that made it and what it cost."""
+    return _save(
+        example.id,
+        stage_models={**example.stage_models, stage: result.model_used},
+        usage=_usage(example, stage, result),
+        **fields,
+    )
+
+
 def _usage(example: Example, stage: str, result: ChatResult) -> dict:
     return {
         **example.usage,
@@ -205,12 +215,12 @@ class Generation:
         try:
             if not example.document_title:
                 result, title, situation = await self._scenario(slot, example_id)
-                example = _save(
-                    example_id,
+                example = _landed(
+                    example,
+                    "scenario",
+                    result,
                     document_title=title,
                     scenario={**example.scenario, "title": title, "situation": situation},
-                    stage_models={**example.stage_models, "scenario": result.model_used},
-                    usage=_usage(example, "scenario", result),
                 )
             stage = "document"
             if self.cancelled():
@@ -224,12 +234,8 @@ class Generation:
                     ),
                     int(high * 1.6),
                 )
-                example = _save(
-                    example_id,
-                    document=result.text,
-                    document_words=validate.words(result.text),
-                    stage_models={**example.stage_models, "document": result.model_used},
-                    usage=_usage(example, "document", result),
+                example = _landed(
+                    example, "document", result, document=result.text, document_words=validate.words(result.text)
                 )
             stage = "response"
             if self.cancelled():
@@ -243,12 +249,8 @@ class Generation:
                     ),
                     int(self.config.response_words * 1.8),
                 )
-                example = _save(
-                    example_id,
-                    response=result.text,
-                    response_words=validate.words(result.text),
-                    stage_models={**example.stage_models, "response": result.model_used},
-                    usage=_usage(example, "response", result),
+                example = _landed(
+                    example, "response", result, response=result.text, response_words=validate.words(result.text)
                 )
         except UserFacingError as exc:
             return _save(example_id, status="failed", failure=f"{stage} stage: {exc}")
