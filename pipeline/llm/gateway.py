@@ -230,9 +230,9 @@ def _describe(exc: BaseException) -> str:
 def _cost(response, model: catalog.ResolvedModel) -> float:
     if model.is_local:
         return 0.0
-    already = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-    if already is not None:  # litellm priced it while logging the call: don't pay for that twice
-        return float(already)
+    hidden = getattr(response, "_hidden_params", None) or {}
+    if "response_cost" in hidden:  # litellm priced it (or found no price) while logging: don't pay twice
+        return float(hidden["response_cost"] or 0.0)
     try:
         return float(litellm.completion_cost(completion_response=response) or 0.0)
     except Exception:  # noqa: BLE001
