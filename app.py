@@ -16,6 +16,8 @@ pages = {
     "Data": [
         st.Page("pages/personas.py", title="Personas", icon="🎭"),
         st.Page("pages/generate.py", title="Generate", icon="🏭"),
+        st.Page("pages/review.py", title="Review", icon="🔍"),
+        st.Page("pages/datasets.py", title="Datasets", icon="📦"),
     ],
     "Training": [st.Page("pages/monitor.py", title="Live monitoring", icon="📈")],
     "Models": [st.Page("pages/playground.py", title="Playground", icon="💬")],

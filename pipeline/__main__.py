@@ -262,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="persona name (export) or YAML file (import)")
     p.add_argument("--replace", action="store_true", help="import: replace a persona of the same name")
     p.set_defaults(func=_cmd_personas)
+
+    from pipeline.datasets import cli as datasets_cli
+
+    datasets_cli.add_parser(sub)
     return parser
 
 

@@ -62,3 +62,63 @@ def items_over_time(metrics: list[dict], unit: str = "items") -> go.Figure | Non
     )
     fig.update_layout(title=f"{unit.capitalize()} done", xaxis_title="time", yaxis_title=unit)
     return _layout(fig, 320)
+
+
+STATUS_COLOURS = {"pending": "#9aa5b1", "accepted": "#2e9e5b", "rejected": "#d64545", "failed": "#e8a33d"}
+
+
+def status_counts(counts: dict[str, int]) -> go.Figure | None:
+    if not counts:
+        return None
+    names = [s for s in STATUS_COLOURS if s in counts] + sorted(set(counts) - set(STATUS_COLOURS))
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=[counts[s] for s in names],
+            marker_color=[STATUS_COLOURS.get(s, "#5b7db1") for s in names],
+            text=[counts[s] for s in names],
+            textposition="auto",
+        )
+    )
+    fig.update_layout(title="Examples by status", yaxis_title="examples")
+    return _layout(fig, 300)
+
+
+def length_histograms(frame: pd.DataFrame) -> go.Figure | None:
+    """Word counts of documents and responses, and tokens per example, side by side."""
+    if frame.empty:
+        return None
+    fig = make_subplots(rows=1, cols=len(frame.columns), subplot_titles=list(frame.columns))
+    for i, column in enumerate(frame.columns, start=1):
+        fig.add_trace(go.Histogram(x=frame[column], nbinsx=30, name=column, showlegend=False), row=1, col=i)
+    return _layout(fig, 300)
+
+
+def coverage_heatmap(frame: pd.DataFrame) -> go.Figure | None:
+    """Examples per trait × document type: gaps show as pale cells."""
+    if frame.empty:
+        return None
+    fig = go.Figure(
+        go.Heatmap(
+            z=frame.values,
+            x=list(frame.columns),
+            y=list(frame.index),
+            colorscale="Blues",
+            text=frame.values,
+            texttemplate="%{text}",
+            hovertemplate="%{y} × %{x}: %{z} examples<extra></extra>",
+        )
+    )
+    fig.update_layout(title="Coverage: traits stressed × document type")
+    return _layout(fig, 120 + 40 * len(frame.index))
+
+
+def token_histogram(counts: list[int], limit: int | None = None) -> go.Figure | None:
+    """Tokens per example, with the base model's context limit drawn in."""
+    if not counts:
+        return None
+    fig = go.Figure(go.Histogram(x=counts, nbinsx=40, marker_color="#5b7db1"))
+    if limit and max(counts) > 0.5 * limit:
+        fig.add_vline(x=limit, line_dash="dash", line_color="#d64545", annotation_text=f"limit {limit:,}")
+    fig.update_layout(title="Tokens per example", xaxis_title="tokens", yaxis_title="examples")
+    return _layout(fig, 300)

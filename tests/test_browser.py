@@ -31,6 +31,8 @@ PAGES = [
     ("", "Persona Studio"),
     ("personas", "Personas"),
     ("generate", "Generate"),
+    ("review", "Review"),
+    ("datasets", "Datasets"),
     ("monitor", "Live monitoring"),
     ("playground", "Playground"),
 ]

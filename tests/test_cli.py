@@ -129,3 +129,56 @@ def test_import_transcripts_reports_each_file(tmp_path):
     assert "chat.txt: 1 pairs added" in out.stdout
     assert "error: empty.txt is empty." in out.stderr
     assert [m["role"] for m in json.loads(shots.read_text())["messages"]] == ["user", "assistant"]
+
+
+# --- datasets -----------------------------------------------------------------------------------
+
+CORPUS = REPO / "tests" / "data" / "datasets"
+
+
+def test_datasets_validate_prints_the_report_and_fails_on_errors():
+    good = run("datasets", "validate", str(CORPUS / "good_openai.jsonl"))
+    assert good.returncode == 0, good.stderr
+    assert "12 valid, 0 invalid" in good.stdout and "billed tokens" in good.stdout and good.stdout.endswith("OK\n")
+    bad = run("datasets", "validate", str(CORPUS / "bad_mixed.jsonl"))
+    assert bad.returncode == 1
+    assert "line 6 [messages[1].role] unknown_role" in bad.stdout
+
+
+def test_datasets_validate_json_lists_each_error_with_line_field_and_kind():
+    out = run(
+        "datasets", "validate", str(CORPUS / "bad_mixed.jsonl"), "--json", "--base-model", "gpt-4o-mini-2024-07-18"
+    )
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    assert (report["valid"], report["invalid"], report["ok"]) == (2, 10, False)
+    first = report["problems"][0]
+    assert (first["line"], first["field"], first["kind"]) == (3, "", "invalid_json")
+    assert report["token_stats"]["examples"] == 2
+    assert {b["base_model"] for b in report["backends"]} >= {"gpt-4o-mini-2024-07-18"}
+
+
+def test_datasets_import_build_list_and_export(tmp_path):
+    imported = run("datasets", "import", str(CORPUS / "good_openai.jsonl"), "--persona", "collaborative")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "12 added" in imported.stdout
+    built = run("datasets", "build", "first", "--persona", "collaborative", "--status", "pending", "--json")
+    assert built.returncode == 0, built.stdout + built.stderr
+    result = json.loads(built.stdout)
+    assert result["counts"]["train"] + result["counts"]["validation"] == 12
+    listed = json.loads(run("datasets", "list", "--json").stdout)
+    assert [d["name"] for d in listed] == ["first"]
+    target = tmp_path / "first.alpaca.jsonl"
+    exported = run("datasets", "export", "first", "--format", "alpaca", "--output", str(target))
+    assert exported.returncode == 0, exported.stderr
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(rows) == result["counts"]["train"] and set(rows[0]) == {"instruction", "input", "output"}
+    again = run("datasets", "build", "first", "--persona", "collaborative", "--status", "pending")
+    assert again.returncode == 1 and "exists already" in again.stderr
+
+
+def test_datasets_commands_explain_bad_input():
+    missing = run("datasets", "validate", "no/such/file.jsonl")
+    assert missing.returncode == 1 and "No such file" in missing.stderr
+    model = run("datasets", "validate", str(CORPUS / "good_openai.jsonl"), "--base-model", "gpt-9")
+    assert model.returncode == 1 and "Unknown base model" in model.stderr

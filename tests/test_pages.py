@@ -400,3 +400,107 @@ def test_generate_page_imports_a_pasted_conversation():
     assert not at.exception
     report = at.dataframe[0].value
     assert report["file"][0] == "pasted text" and report["added"][0] == 1
+
+
+# --- Review and Datasets ------------------------------------------------------------------------
+
+
+def _seeded(count: int = 30, status: str = "pending") -> list[int]:
+    from tests.seed import add_examples
+
+    personas.seed_samples()
+    return add_examples(personas.get_persona("collaborative").id, count, status=status)
+
+
+def _header(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if "examples** match" in m.value)
+
+
+def test_review_page_lists_examples_and_starring_one_changes_the_count():
+    ids = _seeded()
+    at = open_app("pages/review.py")
+    assert _header(at) == "**30 examples** match · 0 gold-starred"
+    detail = next(m.value for m in at.markdown if m.value.startswith("**Example "))
+    assert detail.startswith(f"**Example {ids[-1]}** (1 of 30)")
+    at.button(key="review_star_one").click().run()
+    assert not at.exception
+    assert _header(at) == "**30 examples** match · 1 gold-starred"
+    at.selectbox(key="review_star").set_value("Starred").run()
+    assert _header(at).startswith("**1 examples** match")
+
+
+def test_review_page_accepts_rates_edits_and_moves_to_the_next_example():
+    from pipeline.review import actions
+
+    ids = _seeded(5)
+    at = open_app("pages/review.py")
+    at.button(key="review_accept").click().run()
+    at.radio(key=f"review_rate_{ids[-1]}").set_value(4).run()
+    assert not at.exception
+    assert (actions.get(ids[-1]).status, actions.get(ids[-1]).rating) == ("accepted", 4)
+    at.text_area(key=f"review_edit_{ids[-1]}").set_value("A kinder, clearer reply.").run()
+    at.button(key="review_save_edit").click().run()
+    assert actions.get(ids[-1]).original_response is not None
+    assert any("(edited)" in m.value for m in at.markdown)
+    at.button(key="review_next").click().run()
+    assert any(m.value.startswith(f"**Example {ids[-2]}** (2 of 5)") for m in at.markdown)
+
+
+def test_review_page_statistics_draw_the_charts():
+    _seeded(12)
+    at = open_app("pages/review.py")
+    at.segmented_control(key="review_view").set_value("Statistics").run()
+    assert not at.exception
+    assert [m.value for m in at.metric][:1] == ["12"]
+    assert len(at.get("plotly_chart")) == 3  # statuses, lengths, coverage heat map
+
+
+def test_review_page_with_nothing_to_review_says_so():
+    at = open_app("pages/review.py")
+    assert any("No examples match" in i.value for i in at.info)
+
+
+def test_datasets_page_builds_a_dataset_and_shows_its_report():
+    _seeded(20, status="accepted")
+    at = open_app("pages/datasets.py")
+    at.button(key="build_check").click().run()
+    assert not at.exception
+    assert any("**18 training and 2 validation examples**" in m.value for m in at.markdown)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Valid examples"] == "20" and metrics["Errors"] == "0"
+    assert len(at.get("plotly_chart")) == 1  # tokens per example
+    at.text_input(key="build_name").set_value("collab-first").run()
+    at.button(key="build_save").click().run()
+    assert [s.value for s in at.success] == ["Saved collab-first: 18 train, 2 validation."]
+    from pipeline.datasets import build
+
+    assert [d.name for d in build.list_datasets()] == ["collab-first"]
+
+
+def test_datasets_page_imports_a_file_and_lists_each_bad_line():
+    personas.seed_samples()
+    at = open_app("pages/datasets.py")
+    data = (REPO / "tests" / "data" / "datasets" / "bad_mixed.jsonl").read_bytes()
+    at.file_uploader(key="import_file").set_value([("bad_mixed.jsonl", data, "application/jsonl")]).run()
+    at.button(key="import_go").click().run()
+    assert not at.exception
+    assert "bad_mixed.jsonl: 2 added, 0 already there, 10 invalid line(s) skipped." in [w.value for w in at.warning]
+    problems = next(d.value for d in at.dataframe if "where" in d.value.columns)
+    assert list(problems["where"][:3]) == ["line 3", "line 4", "line 5"]
+    assert problems["kind"][2] == "content_null"
+
+
+def test_datasets_page_deletes_a_dataset_only_after_its_name_is_typed():
+    _seeded(12, status="accepted")
+    from pipeline.datasets import build
+    from pipeline.review.filters import ExampleFilter
+
+    build.save("old-one", build.preview(ExampleFilter(persona_id=1, statuses=["accepted"])))
+    at = open_app("pages/datasets.py")
+    assert [s.value for s in at.selectbox if s.key == "saved_pick"] == ["old-one"]
+    at.button(key="saved_delete").click().run()
+    assert [e.value for e in at.error] == ["Type the dataset's name, 'old-one', to confirm."]
+    at.text_input(key="saved_confirm").set_value("old-one").run()
+    at.button(key="saved_delete").click().run()
+    assert not at.exception and build.list_datasets() == []
+    assert any("No datasets for this persona yet" in i.value for i in at.info)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from sqlmodel import func, select
 
 from pipeline import embeddings, personas
+from pipeline.datasets import tokens
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import prompts, validate
@@ -297,6 +298,7 @@ class Generation:
             messages=messages,
             validation_issues=issues,
             content_hash=digest,
+            token_count=tokens.count_cl100k([messages])[0],
             status="failed" if issues else "pending",
             failure=("validation: " + "; ".join(issues)) if issues else None,
         )

@@ -1,0 +1,129 @@
+"""What a reviewer does to examples: star, rate, accept or reject, edit the response, add notes.
+
+An edit keeps the original (the first version is never lost) and records who changed what, when;
+those edits become preference pairs. A failed example (generation gave up on it) cannot be
+accepted or starred: it has nothing worth training on until it is regenerated.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from pipeline.datasets import tokens
+from pipeline.db import session_scope
+from pipeline.errors import UserFacingError
+from pipeline.generation import validate
+from pipeline.models import Example, ExampleEdit
+
+STATUSES = ("pending", "accepted", "rejected")
+
+
+def get(example_id: int) -> Example:
+    with session_scope() as session:
+        example = session.get(Example, example_id)
+    if example is None:
+        raise UserFacingError(f"Example {example_id} does not exist (deleted?).")
+    return example
+
+
+def edits(example_id: int) -> list[ExampleEdit]:
+    with session_scope() as session:
+        query = select(ExampleEdit).where(ExampleEdit.example_id == example_id).order_by(ExampleEdit.at)
+        return list(session.exec(query).all())
+
+
+def _usable(example: Example, what: str) -> None:
+    if example.status == "failed":
+        raise UserFacingError(
+            f"Example {example.id} failed during generation ({example.failure}); it cannot be {what}."
+        )
+
+
+def bulk(ids: list[int], action: str) -> dict[str, int]:
+    """accept | reject | reset | star | unstar on many examples: {"changed", "skipped"} (failed ones)."""
+    changes = {
+        "accept": {"status": "accepted"},
+        "reject": {"status": "rejected"},
+        "reset": {"status": "pending"},
+        "star": {"gold_star": True},
+        "unstar": {"gold_star": False},
+    }
+    if action not in changes:
+        raise UserFacingError(f"Unknown action {action!r}.")
+    changed = skipped = 0
+    with session_scope() as session:
+        for example in session.exec(select(Example).where(Example.id.in_(ids))).all():
+            if example.status == "failed" and action in ("accept", "star", "reset"):
+                skipped += 1
+                continue
+            for key, value in changes[action].items():
+                setattr(example, key, value)
+            if action == "reject":
+                example.gold_star = False  # a rejected example is never gold
+            session.add(example)
+            changed += 1
+    return {"changed": changed, "skipped": skipped}
+
+
+def set_status(example_id: int, status: str) -> Example:
+    if status not in STATUSES:
+        raise UserFacingError(f"Unknown status {status!r}.")
+    return _update(example_id, "reviewed" if status != "pending" else "reset", status=status)
+
+
+def set_gold_star(example_id: int, starred: bool) -> Example:
+    return _update(example_id, "starred", gold_star=starred)
+
+
+def set_rating(example_id: int, rating: int | None) -> Example:
+    if rating is not None and not 1 <= int(rating) <= 5:
+        raise UserFacingError("A rating is 1 to 5.")
+    return _update(example_id, "rated", rating=None if rating is None else int(rating))
+
+
+def set_notes(example_id: int, notes: str) -> Example:
+    return _update(example_id, "", notes=notes or "")
+
+
+def _update(example_id: int, what: str, **values) -> Example:
+    with session_scope() as session:
+        example = session.get(Example, example_id)
+        if example is None:
+            raise UserFacingError(f"Example {example_id} does not exist (deleted?).")
+        if what and (values.get("gold_star") or values.get("status") == "accepted" or "rating" in values):
+            _usable(example, what)
+        for key, value in values.items():
+            setattr(example, key, value)
+        if values.get("status") == "rejected":
+            example.gold_star = False
+        session.add(example)
+        session.flush()
+        session.refresh(example)
+        return example
+
+
+def edit_response(example_id: int, text: str, editor: str = "") -> Example:
+    """Replace the response; the first version stays in original_response and every change is logged."""
+    text = (text or "").strip()
+    if not text:
+        raise UserFacingError("The response cannot be empty; reject the example instead.")
+    with session_scope() as session:
+        example = session.get(Example, example_id)
+        if example is None:
+            raise UserFacingError(f"Example {example_id} does not exist (deleted?).")
+        if text == example.response.strip():
+            return example
+        session.add(ExampleEdit(example_id=example_id, editor=editor, before=example.response, after=text))
+        if example.original_response is None:
+            example.original_response = example.response
+        example.response = text
+        example.response_words = validate.words(text)
+        messages = [dict(m) for m in example.messages]
+        if messages and messages[-1].get("role") == "assistant":
+            messages[-1]["content"] = text
+        example.messages = messages  # a new list: SQLAlchemy does not see in-place JSON changes
+        example.token_count = tokens.count_cl100k([messages])[0] if messages else 0
+        session.add(example)
+        session.flush()
+        session.refresh(example)
+        return example

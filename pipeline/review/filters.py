@@ -1,0 +1,125 @@
+"""Which examples to show or to put in a dataset: one filter, applied in SQL, paged.
+
+Everything happens in the database (counts, paging, the columns a table needs), so a page of 10,000
+examples costs about what a page of 100 does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from sqlalchemy import String, cast, or_
+from sqlmodel import func, select
+
+from pipeline.db import session_scope
+from pipeline.models import Example, Persona
+
+REVIEWABLE = ("pending", "accepted", "rejected", "failed")
+TABLE_COLUMNS = (
+    Example.id,
+    Example.persona_id,
+    Example.job_id,
+    Example.source,
+    Example.document_type,
+    Example.document_title,
+    Example.traits_stressed,
+    Example.status,
+    Example.gold_star,
+    Example.rating,
+    Example.document_words,
+    Example.response_words,
+    Example.token_count,
+    Example.flags,
+    Example.validation_issues,
+)
+
+
+@dataclass
+class ExampleFilter:
+    persona_id: int | None = None
+    job_id: int | None = None
+    statuses: list[str] = field(default_factory=list)  # empty: every reviewable status
+    gold_star: bool | None = None
+    min_rating: int | None = None
+    document_type: str | None = None
+    trait: str | None = None
+    source: str | None = None
+    search: str = ""
+    flagged: bool | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", [])}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> ExampleFilter:
+        return cls(**{k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__})
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.to_dict().items()) or "every example"
+
+    def where(self) -> list:
+        clauses = [Example.status.in_(self.statuses or REVIEWABLE)]
+        if self.persona_id is not None:
+            clauses.append(Example.persona_id == self.persona_id)
+        if self.job_id is not None:
+            clauses.append(Example.job_id == self.job_id)
+        if self.gold_star is not None:
+            clauses.append(Example.gold_star == self.gold_star)
+        if self.min_rating:
+            clauses.append(Example.rating >= self.min_rating)
+        if self.document_type:
+            clauses.append(Example.document_type == self.document_type)
+        if self.source:
+            clauses.append(Example.source == self.source)
+        if self.trait:  # traits are a JSON list: match the quoted name in its text
+            clauses.append(cast(Example.traits_stressed, String).like(f'%"{_escape(self.trait)}"%', escape="\\"))
+        if self.flagged is not None:
+            empty = cast(Example.flags, String) == "[]"
+            clauses.append(~empty if self.flagged else empty)
+        if self.search.strip():
+            pattern = f"%{_escape(self.search.strip())}%"
+            clauses.append(
+                or_(
+                    Example.document_title.like(pattern, escape="\\"),
+                    Example.document.like(pattern, escape="\\"),
+                    Example.response.like(pattern, escape="\\"),
+                    Example.notes.like(pattern, escape="\\"),
+                )
+            )
+        return clauses
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def count(flt: ExampleFilter) -> int:
+    with session_scope() as session:
+        return session.exec(select(func.count()).select_from(Example).where(*flt.where())).one()
+
+
+def page(flt: ExampleFilter, number: int = 1, size: int = 50) -> list[dict]:
+    """One page of table rows (no document or response text), newest first, with the persona's name."""
+    with session_scope() as session:
+        query = (
+            select(*TABLE_COLUMNS, Persona.name)
+            .join(Persona, Persona.id == Example.persona_id)
+            .where(*flt.where())
+            .order_by(Example.id.desc())
+            .offset(max(0, number - 1) * size)
+            .limit(size)
+        )
+        names = [c.key for c in TABLE_COLUMNS] + ["persona"]
+        return [dict(zip(names, row, strict=True)) for row in session.exec(query).all()]
+
+
+def ids(flt: ExampleFilter) -> list[int]:
+    """Every matching id, newest first: for next / previous and bulk actions."""
+    with session_scope() as session:
+        return list(session.exec(select(Example.id).where(*flt.where()).order_by(Example.id.desc())).all())
+
+
+def examples(flt: ExampleFilter) -> list[Example]:
+    """Whole examples, oldest first: what a dataset is built from."""
+    with session_scope() as session:
+        return list(session.exec(select(Example).where(*flt.where()).order_by(Example.id)).all())
