@@ -29,8 +29,9 @@ from pipeline.models import Job, LLMCall, TrainingMetric, utcnow
 KINDS: dict[str, str] = {
     "probe": "pipeline.probe:run",
     "generation": "pipeline.generation.job:run",
+    "train_local": "pipeline.training.local:run",
 }
-KIND_LABELS = {"probe": "Worker check", "generation": "Generation"}
+KIND_LABELS = {"probe": "Worker check", "generation": "Generation", "train_local": "Local training"}
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 

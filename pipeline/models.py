@@ -98,6 +98,23 @@ class Example(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+def example_row(**values) -> dict:
+    """An Example as a plain row for a Core `insert`, every default filled in.
+
+    For bulk writes: building thousands of SQLModel objects costs pydantic about 1.6 ms each.
+    """
+    row = {
+        "source": "generated", "scenario": {}, "document_type": "", "document_title": "", "document": "",
+        "response": "", "messages": [], "traits_stressed": [], "stage_models": {}, "document_words": 0,
+        "response_words": 0, "token_count": 0, "validation_issues": [], "flags": [], "usage": {},
+        "status": "pending", "gold_star": False, "notes": "", "content_hash": "", "created_at": utcnow(),
+    }  # fmt: skip
+    unknown = set(values) - set(Example.model_fields)
+    if unknown:
+        raise TypeError(f"Example has no field(s) {sorted(unknown)}")
+    return row | values
+
+
 class ExampleEdit(SQLModel, table=True):
     """Every edit of a response: who, when, before and after (feeds preference pairs)."""
 

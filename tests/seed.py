@@ -9,7 +9,7 @@ from sqlalchemy import insert
 
 from pipeline.db import session_scope
 from pipeline.generation.config import DOCUMENT_TYPES
-from pipeline.models import Example, Persona
+from pipeline.models import Example, Persona, example_row
 
 SENTENCE = "the team needs a clear plan for the quarter and a candid view of the risks we carry"
 WORDS = SENTENCE.split()
@@ -30,29 +30,21 @@ def add_examples(persona_id: int, count: int, status: str = "pending", start: in
                 {"role": "user", "content": f"{title}\n\n{document}"},
                 {"role": "assistant", "content": response},
             ]
-            rows.append(
-                {
-                    "persona_id": persona_id,
-                    "source": "generated",
-                    "scenario": {"domain": "operations"},
-                    "document_type": DOCUMENT_TYPES[i % len(DOCUMENT_TYPES)],
-                    "document_title": title,
-                    "document": document,
-                    "response": response,
-                    "messages": messages,
-                    "traits_stressed": [traits[i % len(traits)]],
-                    "stage_models": {},
-                    "document_words": 121 + i % 40,
-                    "response_words": 61 + i % 20,
-                    "token_count": 250 + i % 50,
-                    "validation_issues": [],
-                    "flags": [],
-                    "usage": {},
-                    "status": status,
-                    "content_hash": hashlib.sha256(json.dumps(messages).encode()).hexdigest(),
-                    "notes": "",
-                    **values,
-                }
-            )
+            made = {
+                "persona_id": persona_id,
+                "scenario": {"domain": "operations"},
+                "document_type": DOCUMENT_TYPES[i % len(DOCUMENT_TYPES)],
+                "document_title": title,
+                "document": document,
+                "response": response,
+                "messages": messages,
+                "traits_stressed": [traits[i % len(traits)]],
+                "document_words": 121 + i % 40,
+                "response_words": 61 + i % 20,
+                "token_count": 250 + i % 50,
+                "status": status,
+                "content_hash": hashlib.sha256(json.dumps(messages).encode()).hexdigest(),
+            }
+            rows.append(example_row(**(made | values)))
         result = session.execute(insert(Example).returning(Example.id), rows)
         return sorted(r[0] for r in result)

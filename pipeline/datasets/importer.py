@@ -19,7 +19,7 @@ from pipeline.datasets import checks, tokens
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import validate
-from pipeline.models import Example, Persona, utcnow
+from pipeline.models import Example, Persona, example_row
 
 
 @dataclass
@@ -78,23 +78,15 @@ def import_file(data: bytes, filename: str, persona_id: int, fmt: str | None = N
 def _row(persona_id: int, messages: list[dict], token_count: int, source: str, line: int, digest: str) -> dict:
     user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     reply = messages[-1]["content"]
-    return {
-        "persona_id": persona_id,
-        "source": "imported",
-        "scenario": {"source_file": source, "line": line},
-        "document": user,
-        "response": reply,
-        "messages": messages,
-        "traits_stressed": [],
-        "stage_models": {},
-        "validation_issues": [],
-        "flags": [],
-        "usage": {},
-        "document_words": validate.words(user),
-        "response_words": validate.words(reply),
-        "token_count": token_count,
-        "content_hash": digest,
-        "status": "pending",
-        "notes": "",
-        "created_at": utcnow(),
-    }
+    return example_row(
+        persona_id=persona_id,
+        source="imported",
+        scenario={"source_file": source, "line": line},
+        document=user,
+        response=reply,
+        messages=messages,
+        document_words=validate.words(user),
+        response_words=validate.words(reply),
+        token_count=token_count,
+        content_hash=digest,
+    )

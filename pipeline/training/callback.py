@@ -1,0 +1,50 @@
+"""The trainer callback that tells the studio what training is doing, and hears a cancel."""
+
+from __future__ import annotations
+
+import time
+
+from transformers import TrainerCallback
+
+from pipeline.job_context import JobContext
+
+
+class StudioCallback(TrainerCallback):
+    """metrics.jsonl (loss, validation loss, learning rate, tokens/s per step), progress, cancel → checkpoint."""
+
+    def __init__(self, ctx: JobContext):
+        self.ctx = ctx
+        self._last = (time.perf_counter(), 0)
+        self.last_loss: float | None = None
+        self.last_val_loss: float | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        values = {}
+        if "loss" in logs:
+            values["loss"] = self.last_loss = float(logs["loss"])
+        if "eval_loss" in logs:
+            values["val_loss"] = self.last_val_loss = float(logs["eval_loss"])
+        if "learning_rate" in logs:
+            values["learning_rate"] = float(logs["learning_rate"])
+        seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        now = time.perf_counter()
+        if "loss" in logs and seen > self._last[1]:
+            values["tokens_per_s"] = round((seen - self._last[1]) / max(now - self._last[0], 1e-6), 1)
+            self._last = (now, seen)
+        if values:
+            self.ctx.log_metric(state.global_step, epoch=round(float(state.epoch or 0), 3), **values)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last = (time.perf_counter(), int(getattr(state, "num_input_tokens_seen", 0) or 0))
+        self.ctx.report_progress(state.global_step, state.max_steps, unit="steps", message="training")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        loss = f", loss {self.last_loss:.3f}" if self.last_loss is not None else ""
+        self.ctx.report_progress(
+            state.global_step, state.max_steps, unit="steps", message=f"epoch {state.epoch or 0:.2f}{loss}"
+        )
+        if self.ctx.cancelled():
+            control.should_save = True  # a cancel keeps what was learned: it can be resumed
+            control.should_training_stop = True
+        return control

@@ -1,0 +1,205 @@
+"""Local LoRA training: TRL's SFTTrainer (or DPOTrainer) with PEFT, as the `train_local` job kind.
+
+Loss is on the assistant's reply only (the dataset goes in as prompt / completion). Batches are
+grouped by length so little is padding; bf16 where the hardware has it (CUDA, or a CPU with AMX).
+Checkpoints land in the run folder; a cancelled or failed job resumes from its last one.
+The adapter is saved under the models folder and registered, so `local/<name>` chats at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from pipeline import settings
+from pipeline.datasets import build
+from pipeline.errors import UserFacingError
+from pipeline.job_context import JobContext
+from pipeline.llm import embedded
+from pipeline.training import hardware, registry
+from pipeline.training.callback import StudioCallback
+from pipeline.training.config import TrainingConfig, load
+
+CHECKPOINTS = "checkpoints"
+
+
+def model_name(config: TrainingConfig, job_id: int) -> str:
+    raw = config.name or f"{config.dataset}-{config.method}-{job_id}"
+    name = re.sub(r"[^a-z0-9._-]+", "-", raw.lower()).strip("-.")[:64]
+    if not name or name == embedded.EMBEDDED_NAME:
+        raise UserFacingError(f"{raw!r} cannot name a model.")
+    return name
+
+
+def conversations(path: Path) -> list[list[dict]]:
+    return [json.loads(line)["messages"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def sft_rows(path: Path) -> list[dict]:
+    """Prompt / completion rows: TRL then computes the loss on the completion (the reply) only."""
+    return [{"prompt": c[:-1], "completion": c[-1:]} for c in conversations(path) if c and c[-1]["role"] == "assistant"]
+
+
+def dpo_rows(path: Path) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        {
+            "prompt": [{"role": "user", "content": r["prompt"]}],
+            "chosen": [{"role": "assistant", "content": r["chosen"]}],
+            "rejected": [{"role": "assistant", "content": r["rejected"]}],
+        }
+        for r in rows
+    ]
+
+
+def base_folder(config: TrainingConfig) -> Path:
+    base = config.resolved_base()
+    if not base.startswith("local/"):
+        raise UserFacingError(f"Local training needs a local base model (local/…), not {base!r}.")
+    name = base.removeprefix("local/")
+    if name == embedded.EMBEDDED_NAME:
+        embedded.ensure_embedded_model()
+    folder = embedded.model_path(name)
+    if not (folder / "config.json").exists():
+        raise UserFacingError(f"{base} is not a full model on this machine (an adapter cannot be a base).")
+    return folder
+
+
+def run(ctx: JobContext, params: dict) -> None:
+    import torch
+    from datasets import Dataset as HFDataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = load(params["config"])
+    dataset = build.get_dataset(config.dataset)
+    name = model_name(config, ctx.job_id)
+    gear = hardware.detect()
+    (ctx.folder / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    ctx.log(f"training {name!r} on {gear.description}: {config.method}, {config.epochs} epochs, dataset {dataset.name}")
+    torch.manual_seed(config.seed)
+    source = base_folder(config)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if gear.bf16 and gear.device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    if config.method == "dpo":
+        train = HFDataset.from_list(dpo_rows(build.file_path(dataset, "dpo")))
+        evaluation = None
+    else:
+        train = HFDataset.from_list(sft_rows(build.file_path(dataset, "openai", "train")))
+        rows = sft_rows(build.file_path(dataset, "openai", "validation"))
+        evaluation = HFDataset.from_list(rows) if rows else None
+    if len(train) == 0:
+        raise UserFacingError(f"Dataset {dataset.name!r} has nothing to train on for {config.method.upper()}.")
+    callback = StudioCallback(ctx)
+    common = {
+        "output_dir": str(ctx.folder / CHECKPOINTS),
+        "num_train_epochs": config.epochs,
+        "learning_rate": config.learning_rate,
+        "per_device_train_batch_size": config.batch_size,
+        "per_device_eval_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation,
+        "logging_steps": 1,
+        "save_steps": config.save_every,
+        "save_total_limit": 2,
+        "eval_strategy": "steps" if evaluation is not None else "no",
+        "eval_steps": config.eval_every,
+        "seed": config.seed,
+        "bf16": gear.bf16,
+        "use_cpu": gear.device == "cpu",
+        "report_to": "none",
+        "gradient_checkpointing": False,  # a small model: recomputing activations costs more than it saves
+        "include_num_input_tokens_seen": True,
+        "train_sampling_strategy": "group_by_length",  # similar lengths together: less padding
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+    }
+    trainer = _trainer(config, model, tokenizer, lora, train, evaluation, common, callback)
+    checkpoints = sorted((ctx.folder / CHECKPOINTS).glob("checkpoint-*"))
+    if checkpoints:
+        ctx.log(f"resuming from {checkpoints[-1].name}")
+    trainer.train(resume_from_checkpoint=bool(checkpoints) or None)
+    if ctx.cancelled():
+        ctx.log("cancelled: a checkpoint was saved; resume to continue")
+        return
+    if evaluation is not None and callback.last_val_loss is None:
+        callback.last_val_loss = float(trainer.evaluate()["eval_loss"])
+        ctx.log_metric(trainer.state.global_step, val_loss=callback.last_val_loss)
+    folder = _save(trainer, tokenizer, name, source, config)
+    entry = registry.register_local(
+        name=name,
+        folder=folder,
+        config=config,
+        dataset=dataset,
+        job_id=ctx.job_id,
+        metrics={
+            "train_loss": callback.last_loss,
+            "val_loss": callback.last_val_loss,
+            "examples": len(train),
+            "tokens": int(trainer.state.num_input_tokens_seen or 0),
+            "steps": trainer.state.global_step,
+            "hardware": gear.description,
+        },
+    )
+    ctx.report_progress(
+        trainer.state.global_step, trainer.state.global_step, unit="steps", message=f"saved {entry.reference}"
+    )
+    ctx.log(f"saved the adapter to {folder} and registered {entry.reference}")
+
+
+def _trainer(config, model, tokenizer, lora, train, evaluation, common, callback):
+    if config.method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common, beta=config.dpo_beta, max_length=config.max_seq_length)
+        return DPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=train,
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=[callback],
+        )
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(**common, max_length=config.max_seq_length, completion_only_loss=True)
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[callback],
+    )
+
+
+def _save(trainer, tokenizer, name: str, source: Path, config: TrainingConfig) -> Path:
+    """The adapter (and merged weights if asked) under the models folder, written whole then swapped in."""
+    final = embedded.model_path(name)
+    staging = settings.models_dir() / f".{name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    adapter_config = staging / "adapter_config.json"
+    data = json.loads(adapter_config.read_text())
+    data["base_model_name_or_path"] = source.name  # relative to the models folder: survives a move
+    adapter_config.write_text(json.dumps(data, indent=2))
+    if config.merge:
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(staging / "merged")
+        tokenizer.save_pretrained(staging / "merged")
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return final
