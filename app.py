@@ -19,7 +19,10 @@ pages = {
         st.Page("pages/review.py", title="Review", icon="🔍"),
         st.Page("pages/datasets.py", title="Datasets", icon="📦"),
     ],
-    "Training": [st.Page("pages/monitor.py", title="Live monitoring", icon="📈")],
+    "Training": [
+        st.Page("pages/train.py", title="Train", icon="🏋️"),
+        st.Page("pages/monitor.py", title="Live monitoring", icon="📈"),
+    ],
     "Models": [st.Page("pages/playground.py", title="Playground", icon="💬")],
 }
 navigation = st.navigation(pages)

@@ -164,6 +164,9 @@ def _cmd_jobs(args) -> int:
         print(f"Cancel requested for job {args.job_id}; the monitor stops it.")
     elif args.action == "logs":
         print(job_board.detail(args.job_id, log_lines=args.lines).log)
+    elif args.action == "resume":
+        jobs.requeue(args.job_id)
+        print(f"Job {args.job_id} is queued again; the monitor picks it up where it stopped.")
     return 0
 
 
@@ -248,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--few-shot", metavar="FILE", help="also write a few-shot set from the imported exchanges")
     p.set_defaults(func=_cmd_import_transcripts)
 
-    p = sub.add_parser("jobs", help="list jobs, show one, cancel one, or print its log")
-    p.add_argument("action", choices=["list", "show", "cancel", "logs"])
+    p = sub.add_parser("jobs", help="list jobs, show one, cancel or resume one, or print its log")
+    p.add_argument("action", choices=["list", "show", "cancel", "resume", "logs"])
     p.add_argument("job_id", nargs="?", type=int)
     p.add_argument("--lines", type=int, default=200, help="logs: how many lines from the end")
     p.set_defaults(func=_cmd_jobs)
@@ -264,8 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_personas)
 
     from pipeline.datasets import cli as datasets_cli
+    from pipeline.training import cli as training_cli
 
     datasets_cli.add_parser(sub)
+    training_cli.add_parser(sub)
     return parser
 
 

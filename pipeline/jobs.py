@@ -137,7 +137,7 @@ def default_user() -> str:
         return ""
 
 
-def _kind_function(kind: str):
+def kind_function(kind: str):
     module_name, _, attribute = KINDS[kind].partition(":")
     return getattr(importlib.import_module(module_name), attribute)
 
@@ -149,7 +149,7 @@ def run(job_id: int) -> int:
     ctx.start()
     ctx.log(f"job {job.id} ({job.kind}) started with params {job.params}")
     try:
-        _kind_function(job.kind)(ctx, dict(job.params))
+        kind_function(job.kind)(ctx, dict(job.params))
     except UserFacingError as exc:
         ctx.log(f"failed: {exc}")
         ctx.finish("failed", str(exc))

@@ -33,6 +33,7 @@ PAGES = [
     ("generate", "Generate"),
     ("review", "Review"),
     ("datasets", "Datasets"),
+    ("train", "Train"),
     ("monitor", "Live monitoring"),
     ("playground", "Playground"),
 ]

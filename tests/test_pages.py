@@ -255,7 +255,7 @@ def test_monitoring_page_lists_jobs_with_badges_progress_and_eta():
     assert statuses[made["cancelled"]] == "⚪ cancelled"
     training = table[table["id"] == made["training"]].iloc[0]
     assert training["progress"] == 0.25 and training["done"] == "30 / 120 steps"
-    assert training["eta"].startswith("3m 0")  # 30 steps took 60 s; 90 to go
+    assert training["eta"].startswith("3m")  # 30 steps took 60 s (and the seconds since); 90 to go
 
 
 def test_monitoring_page_draws_the_training_curves_and_can_cancel():
@@ -265,7 +265,7 @@ def test_monitoring_page_draws_the_training_curves_and_can_cancel():
     assert not at.exception
     assert len(at.get("plotly_chart")) == 1
     status, elapsed, eta = (m.value for m in at.metric[:3])
-    assert status == "🔵 running" and elapsed.startswith("1m 0") and eta.startswith("3m 0")
+    assert status == "🔵 running" and elapsed.startswith("1m") and eta.startswith("3m")
 
     next(b for b in at.button if b.label == "Cancel this job").click().run()
     from pipeline import jobs
@@ -504,3 +504,40 @@ def test_datasets_page_deletes_a_dataset_only_after_its_name_is_typed():
     at.button(key="saved_delete").click().run()
     assert not at.exception and build.list_datasets() == []
     assert any("No datasets for this persona yet" in i.value for i in at.info)
+
+
+# --- Train -----------------------------------------------------------------------------------------
+
+
+def test_train_page_without_a_dataset_says_to_build_one():
+    at = open_app("pages/train.py")
+    assert any("Build a dataset first" in i.value for i in at.info)
+
+
+def test_train_page_estimates_refuses_bad_settings_and_queues_a_job():
+    from pipeline import jobs
+    from pipeline.datasets import build
+    from pipeline.review.filters import ExampleFilter
+
+    _seeded(12, status="accepted")
+    build.save("for-training", build.preview(ExampleFilter(persona_id=1, statuses=["accepted"])))
+    at = open_app("pages/train.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Examples"] == "11" and metrics["Cost (estimate)"] == "$0.00"
+    assert metrics["Time (estimate)"] != "set by the provider"
+    assert any("50+ are recommended" in w.value for w in at.warning)
+    at.radio(key="train_method").set_value("dpo").run()
+    assert any("no preference pairs" in e.value for e in at.error)
+    assert at.button(key="train_start").disabled
+    at.radio(key="train_method").set_value("sft").run()
+    at.radio(key="train_backend").set_value("openai").run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Cost (estimate)"].startswith("$") and metrics["Time (estimate)"] == "set by the provider"
+    at.radio(key="train_backend").set_value("local").run()
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    [job] = jobs.list_jobs()
+    assert job.kind == "train_local" and job.status == "queued"
+    assert at.success[0].value == f"Queued training job {job.id}. Follow it on Live monitoring."
+    table = next(d.value for d in at.dataframe if "job" in d.value.columns)
+    assert list(table["status"]) == ["queued"]

@@ -193,7 +193,8 @@ def _stats(counts: list[int]) -> dict:
 def _costs(conversations: list, chosen_counts: list[int], chosen: Target, epochs: int | None) -> list[dict]:
     by_tokenizer = {chosen.tokenizer: chosen_counts}  # count once per tokenizer, not per model
     rows = []
-    for target in targets.TARGETS:
+    extra = [] if chosen in targets.TARGETS else [chosen]  # e.g. a training run's own sequence length
+    for target in extra + targets.TARGETS:
         if target.tokenizer not in by_tokenizer:
             by_tokenizer[target.tokenizer] = tokens.count(conversations, target)
         counts = by_tokenizer[target.tokenizer]

@@ -162,6 +162,8 @@ def _trainer(config, model, tokenizer, lora, train, evaluation, common, callback
     if config.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
+        # pairs carry chosen and rejected ids, not one input_ids: the length-grouped sampler cannot size them
+        common = common | {"train_sampling_strategy": "random"}
         args = DPOConfig(**common, beta=config.dpo_beta, max_length=config.max_seq_length)
         return DPOTrainer(
             model=model,

@@ -1,0 +1,112 @@
+from pages import route_through_app
+
+route_through_app()
+
+import pandas as pd
+import streamlit as st
+
+from pipeline import job_board
+from pipeline.datasets import build, targets
+from pipeline.errors import UserFacingError
+from pipeline.training import hardware, service
+from pipeline.training.config import DEFAULT_BASE, PRESETS, from_preset
+
+st.title("Train")
+st.caption(
+    "Fine-tune a model on a dataset so it carries the persona in its weights: a LoRA adapter trained here, "
+    "or a fine-tuning job at Together or OpenAI."
+)
+
+datasets = build.list_datasets()
+if not datasets:
+    st.info("Build a dataset first, on the Datasets page.")
+    st.stop()
+
+with st.container(border=True):
+    a, b, c = st.columns(3)
+    dataset = a.selectbox("Dataset", [d.name for d in datasets], key="train_dataset")
+    backend = b.radio(
+        "Where",
+        ["local", "together", "openai"],
+        horizontal=True,
+        key="train_backend",
+        format_func={"local": "This machine", "together": "Together", "openai": "OpenAI"}.get,
+    )
+    method = c.radio(
+        "Method",
+        ["sft", "dpo"],
+        horizontal=True,
+        key="train_method",
+        format_func={"sft": "Supervised", "dpo": "Preferences (DPO)"}.get,
+    )
+    known = [t.base_model for t in targets.TARGETS if t.backend == backend]
+    a, b = st.columns([2, 1])
+    base = a.selectbox(
+        "Base model", known or [DEFAULT_BASE[backend]], accept_new_options=True, key=f"train_base_{backend}"
+    )
+    preset = b.segmented_control("Preset", list(PRESETS), default="standard", key="train_preset") or "standard"
+    values = dict(PRESETS[preset])
+    with st.expander("Hyperparameters"):
+        a, b, c = st.columns(3)
+        values["epochs"] = a.number_input("Epochs", 1, 50, values["epochs"], key=f"train_epochs_{preset}")
+        values["learning_rate"] = b.number_input(
+            "Learning rate", 1e-6, 1e-2, values["learning_rate"], format="%.6f", key=f"train_lr_{preset}"
+        )
+        values["batch_size"] = c.number_input("Batch size", 1, 64, 4, key="train_batch")
+        values["gradient_accumulation"] = a.number_input("Gradient accumulation", 1, 64, 1, key="train_accum")
+        values["max_seq_length"] = b.number_input("Max sequence length", 64, 32768, 1024, step=64, key="train_len")
+        values["lora_r"] = c.number_input("LoRA r", 1, 256, values["lora_r"], key=f"train_r_{preset}")
+        values["lora_alpha"] = a.number_input("LoRA alpha", 1, 512, values["lora_alpha"], key=f"train_alpha_{preset}")
+        values["lora_dropout"] = b.number_input("LoRA dropout", 0.0, 0.5, 0.05, key="train_dropout")
+        values["eval_every"] = c.number_input("Validation loss every N steps", 1, 10_000, 10, key="train_eval")
+        values["save_every"] = a.number_input("Checkpoint every N steps", 1, 10_000, 20, key="train_save")
+        values["seed"] = b.number_input("Seed", 0, 2**31 - 1, 42, key="train_seed")
+        values["merge"] = c.checkbox("Also write merged weights", key="train_merge", disabled=backend != "local")
+        values["name"] = a.text_input("New model's name", key="train_name", placeholder="made from the dataset and job")
+
+try:
+    config = from_preset(preset, **values, dataset=dataset, backend=backend, method=method, base_model=base)
+    plan = service.plan(config)
+except UserFacingError as exc:
+    st.error(str(exc))
+    st.stop()
+
+cols = st.columns(5)
+cols[0].metric("Examples", f"{plan.examples:,}")
+cols[1].metric("Tokens per epoch", f"{plan.tokens_per_epoch:,}")
+cols[2].metric("Billed tokens", f"{plan.billed_tokens:,}")
+cols[3].metric("Cost (estimate)", "unknown" if plan.cost_usd is None else f"${plan.cost_usd:,.2f}")
+cols[4].metric("Time (estimate)", job_board.duration(plan.seconds) if plan.seconds else "set by the provider")
+if backend == "local":
+    st.caption(f"Runs on {hardware.detect().description}. LoRA r={config.lora_r}, alpha={config.lora_alpha}.")
+for problem in plan.problems:
+    st.error(problem)
+for note in plan.notes:
+    st.warning(note)
+if st.button("Start training", type="primary", disabled=not plan.eligible, key="train_start"):
+    try:
+        job = service.start(config, started_by=st.session_state.get("user_name", ""))
+    except UserFacingError as exc:
+        st.error(str(exc))
+    else:
+        st.success(f"Queued training job {job.id}. Follow it on Live monitoring.")
+        st.page_link("pages/monitor.py", label="Open Live monitoring", icon="📈")
+
+st.divider()
+st.subheader("Training jobs")
+history = service.past_jobs()
+if not history:
+    st.info("No training jobs yet.")
+else:
+    st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+    resumable = [r["job"] for r in history if r["status"] in ("failed", "cancelled")]
+    if resumable:
+        a, b = st.columns([2, 1])
+        pick = a.selectbox("Resume a stopped job from its last checkpoint", resumable, key="train_resume_pick")
+        if b.button("Resume", key="train_resume"):
+            try:
+                service.resume(pick)
+            except UserFacingError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()

@@ -1,0 +1,137 @@
+"""`python -m pipeline train`: check, estimate and run a fine-tuning job from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pipeline.errors import UserFacingError
+
+
+def add_parser(sub) -> None:
+    from pipeline.training.config import PRESETS
+
+    p = sub.add_parser("train", help="fine-tune a model on a dataset (local LoRA, Together or OpenAI)")
+    p.add_argument("--backend", choices=["local", "together", "openai"])
+    p.add_argument("--dataset", help="a saved dataset's name")
+    p.add_argument("--base-model", help="the model to fine-tune (default: the backend's)")
+    p.add_argument("--method", choices=["sft", "dpo"])
+    p.add_argument("--preset", choices=list(PRESETS), help="quick | standard | thorough")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--name", help="the new model's name")
+    p.add_argument("--config", type=Path, help="a YAML file of TrainingConfig settings; flags override it")
+    p.add_argument("--prepare-only", action="store_true", help="check, estimate and write the files; do not train")
+    p.add_argument("--queue", action="store_true", help="hand the job to the background worker and return")
+    p.add_argument("--check-job", type=int, metavar="ID", help="print a training job's status and losses")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _config(args):
+    from pipeline.training import config as cfg
+
+    values = {
+        "backend": args.backend,
+        "dataset": args.dataset,
+        "base_model": args.base_model,
+        "method": args.method,
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "name": args.name,
+    }
+    if args.config:
+        return cfg.load_file(args.config, **values)
+    if not args.dataset:
+        raise UserFacingError("Give --dataset NAME (see `python -m pipeline datasets list`) or --config FILE.")
+    return cfg.from_preset(args.preset or "standard", **values)
+
+
+def run(args) -> int:
+    if args.check_job is not None:
+        return _check(args.check_job, args.json)
+    from pipeline import foreground, jobs
+    from pipeline.training import service
+
+    config = _config(args)
+    plan = service.plan(config)
+    summary = {
+        "backend": config.backend,
+        "base_model": config.resolved_base(),
+        "method": config.method,
+        "examples": plan.examples,
+        "tokens_per_epoch": plan.tokens_per_epoch,
+        "billed_tokens": plan.billed_tokens,
+        "cost_usd": plan.cost_usd,
+        "seconds": plan.seconds,
+        "problems": plan.problems,
+        "notes": plan.notes,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        cost = "unknown" if plan.cost_usd is None else f"${plan.cost_usd:,.2f}"
+        time = "" if plan.seconds is None else f", about {plan.seconds / 60:.0f} min"
+        print(
+            f"{config.method.upper()} {config.resolved_base()} on {config.dataset} ({config.backend}): "
+            f"{plan.examples} examples, {plan.billed_tokens:,} billed tokens, cost {cost}{time}",
+            file=sys.stderr,
+        )
+        for note in plan.notes:
+            print(f"note: {note}", file=sys.stderr)
+    if not plan.eligible:
+        raise UserFacingError("Cannot start: " + " ".join(plan.problems))
+    if args.prepare_only:
+        folder = service.prepare(config)
+        print(f"Prepared the files in {folder}; nothing was started.")
+        return 0
+    job = service.start(config, started_by=jobs.default_user())
+    if args.queue:
+        print(f"Queued training job {job.id}; follow it with `python -m pipeline jobs show {job.id}`.")
+        return 0
+    return _follow(foreground.claim(job))
+
+
+def _follow(job) -> int:
+    from tqdm import tqdm
+
+    from pipeline import foreground, jobs
+
+    print(f"Job {job.id}: training (Ctrl-C cancels and keeps a checkpoint).", file=sys.stderr)
+    with tqdm(unit="step", dynamic_ncols=True) as bar:
+
+        def advance(done: int, total: int, message: str) -> None:
+            bar.total, bar.n = total or bar.total, done
+            bar.set_postfix_str(message[:40])
+            bar.refresh()
+
+        try:
+            finished, _ = foreground.run(job, jobs.kind_function(job.kind), advance)
+        except KeyboardInterrupt:
+            print(f"\nStopped; resume with `python -m pipeline jobs resume {job.id}`.", file=sys.stderr)
+            return 130
+    return _check(finished.id, False) if finished.status == "succeeded" else 1
+
+
+def _check(job_id: int, as_json: bool) -> int:
+    from pipeline.training import service
+
+    row = next((r for r in service.past_jobs(limit=10_000) if r["job"] == job_id), None)
+    if row is None:
+        raise UserFacingError(f"There is no training job {job_id}.")
+    if as_json:
+        print(json.dumps(row, default=str, indent=2))
+    else:
+        losses = (
+            ", ".join(f"{k} {row[k]:.4f}" for k in ("train loss", "validation loss") if row[k] is not None)
+            or "no losses yet"
+        )
+        print(
+            f"job {job_id}: {row['status']}; {losses}"
+            + (f"; model {row['model']}" if row["model"] else "")
+            + (f"; error: {row['error']}" if row["error"] else "")
+        )
+    return 0 if row["status"] in ("succeeded", "running", "queued") else 1

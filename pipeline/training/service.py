@@ -1,0 +1,163 @@
+"""What the Train page and `python -m pipeline train` call: check, estimate, launch, list."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlmodel import select
+
+from pipeline import jobs, settings
+from pipeline.datasets import build, checks, targets
+from pipeline.db import session_scope
+from pipeline.errors import UserFacingError
+from pipeline.models import Job, ModelEntry, TrainingMetric
+from pipeline.training import hardware
+from pipeline.training.config import TrainingConfig
+
+KIND = {"local": "train_local", "together": "train_together", "openai": "train_openai"}
+# the embedded model on this project's 2-core reference machine (bench/train_throughput.py);
+# replaced by what earlier local jobs measured as soon as there are any
+DEFAULT_LOCAL_TOKENS_PER_S = 200.0
+
+
+@dataclass
+class Plan:
+    config: TrainingConfig
+    examples: int
+    validation: int
+    preference_pairs: int
+    tokens_per_epoch: int
+    billed_tokens: int
+    cost_usd: float | None
+    seconds: float | None
+    problems: list[str] = field(default_factory=list)  # each stops a launch
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def eligible(self) -> bool:
+        return not self.problems
+
+
+def plan(config: TrainingConfig) -> Plan:
+    """Eligibility (example count, token limits), cost and time, before anything starts."""
+    dataset = build.get_dataset(config.dataset)
+    base = config.resolved_base()
+    price_known = True
+    if config.backend == "local":  # the local limit is the sequence length this run trains with
+        target = targets.Target("local", base, config.max_seq_length, 1, 50, 0.0, f"local:{base}")
+    else:
+        try:
+            target = targets.get(base)
+        except KeyError:
+            price_known = False
+            minimum = 10 if config.backend == "openai" else 1
+            target = targets.Target(config.backend, base, config.max_seq_length, minimum, 50, 0.0, "cl100k")
+    data = build.file_path(dataset, "openai", "train").read_bytes()
+    report = checks.check_file(data, "train.jsonl", target, epochs=config.epochs).report
+    problems = [f"{p.where()}: {p.message}" for p in report.errors]
+    notes = [p.message for p in report.warnings]
+    pairs = dataset.counts.get("preference_pairs", 0)
+    if config.method == "dpo" and pairs == 0:
+        problems.append(
+            f"Dataset {dataset.name!r} has no preference pairs: edit some responses on the Review page first."
+        )
+    if config.method == "dpo" and config.backend == "openai":
+        problems.append("DPO here runs locally or on Together; OpenAI preference tuning is not wired up.")
+    if config.qlora and hardware.detect().device != "cuda":
+        problems.append("QLoRA needs a CUDA GPU; this machine has none. Switch it off.")
+    if config.backend != "local" and config.resolved_base().startswith("local/"):
+        problems.append(f"{config.backend} cannot train {config.resolved_base()}: pick one of its base models.")
+    row = next((r for r in report.backends if r["chosen"]), None)
+    tokens = report.token_stats.get("total", 0)
+    billed = row["billed_tokens"] if row else tokens * config.epochs
+    cost = row["cost_usd"] if row and price_known else None
+    seconds = billed / local_tokens_per_s(base) if config.backend == "local" else None
+    return Plan(
+        config, report.valid, dataset.counts.get("validation", 0), pairs, tokens, billed, cost, seconds, problems, notes
+    )
+
+
+def local_tokens_per_s(base_model: str) -> float:
+    """What earlier local trainings of this base measured (median), else the reference figure."""
+    with session_scope() as session:
+        job_ids = [
+            j.id
+            for j in session.exec(select(Job).where(Job.kind == "train_local", Job.status == "succeeded")).all()
+            if j.params.get("config", {}).get("base_model") in (base_model, "")
+        ][-5:]
+        speeds = session.exec(
+            select(TrainingMetric.tokens_per_s).where(
+                TrainingMetric.job_id.in_(job_ids), TrainingMetric.tokens_per_s.is_not(None)
+            )
+        ).all()
+    return statistics.median(speeds) if speeds else DEFAULT_LOCAL_TOKENS_PER_S
+
+
+def prepare(config: TrainingConfig) -> Path:
+    """The provider-ready files and the config, in data/exports/train-<dataset>-<backend>/; nothing starts."""
+    dataset = build.get_dataset(config.dataset)
+    folder = settings.data_dir() / "exports" / f"train-{dataset.name}-{config.backend}"
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = [("dpo", "train")] if config.method == "dpo" else [("openai", "train"), ("openai", "validation")]
+    for fmt, part in parts:
+        source = build.file_path(dataset, fmt, part)
+        (folder / source.name).write_bytes(source.read_bytes())
+    (folder / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    return folder
+
+
+def start(config: TrainingConfig, started_by: str = "") -> Job:
+    checked = plan(config)
+    if not checked.eligible:
+        raise UserFacingError("Cannot start: " + " ".join(checked.problems))
+    if config.backend not in ("local",) and KIND[config.backend] not in jobs.KINDS:
+        raise UserFacingError(f"The {config.backend} backend is not available in this version.")
+    name = f"{config.method.upper()} {config.dataset} → {config.resolved_base()} ({config.backend})"
+    return jobs.submit(
+        KIND[config.backend], {"config": config.model_dump(mode="json")}, name=name, started_by=started_by
+    )
+
+
+def resume(job_id: int) -> Job:
+    job = jobs.get(job_id)
+    if job.kind not in KIND.values():
+        raise UserFacingError(f"Job {job_id} is not a training job.")
+    if job.status not in ("failed", "cancelled"):
+        raise UserFacingError(f"Job {job_id} is {job.status}; only a failed or cancelled training resumes.")
+    return jobs.requeue(job_id)
+
+
+def past_jobs(limit: int = 50) -> list[dict]:
+    """Every training job with its outcome, final losses and the model it made."""
+    with session_scope() as session:
+        found = session.exec(
+            select(Job).where(Job.kind.in_(list(KIND.values()))).order_by(Job.id.desc()).limit(limit)
+        ).all()
+        models = {m.job_id: m for m in session.exec(select(ModelEntry).where(ModelEntry.job_id.is_not(None))).all()}
+        rows = []
+        for job in found:
+            metrics = session.exec(
+                select(TrainingMetric).where(TrainingMetric.job_id == job.id).order_by(TrainingMetric.step.desc())
+            ).all()
+            last_loss = next((m.loss for m in metrics if m.loss is not None), None)
+            last_val = next((m.val_loss for m in metrics if m.val_loss is not None), None)
+            config = job.params.get("config", {})
+            model = models.get(job.id)
+            rows.append(
+                {
+                    "job": job.id,
+                    "status": job.status,
+                    "backend": config.get("backend"),
+                    "method": config.get("method"),
+                    "dataset": config.get("dataset"),
+                    "base model": config.get("base_model") or "(default)",
+                    "train loss": last_loss,
+                    "validation loss": last_val,
+                    "model": model.reference if model else "",
+                    "error": job.error or "",
+                    "created": job.created_at,
+                }
+            )
+        return rows

@@ -1,0 +1,244 @@
+"""Fine-tuning: config, eligibility and estimates, real LoRA training in a job process, cancel and
+resume, the adapter registered and chat-able, the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from pipeline import ingest, jobs, personas, runfolder
+from pipeline.datasets import build
+from pipeline.db import session_scope
+from pipeline.errors import UserFacingError
+from pipeline.llm import chat, embedded
+from pipeline.models import Job, ModelEntry, TrainingMetric
+from pipeline.review import actions
+from pipeline.review.filters import ExampleFilter
+from pipeline.training import config as cfg
+from pipeline.training import service
+from tests.conftest import REPO, SHARED_MODELS
+from tests.seed import add_examples
+from tests.tiny_model import TINY, make_tiny_model
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch) -> Path:
+    """A models folder of this test's own (adapters land here), with the shared embedded model linked in."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / embedded.EMBEDDED_NAME).symlink_to(SHARED_MODELS / embedded.EMBEDDED_NAME)
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(folder))
+    make_tiny_model()
+    return folder
+
+
+@pytest.fixture
+def dataset(models) -> str:
+    personas.seed_samples()
+    persona = personas.get_persona("collaborative")
+    ids = add_examples(persona.id, 24, status="accepted")
+    actions.edit_response(ids[0], "A warmer reply: what would help you most here?", "ada")
+    build.save("collab-train", build.preview(ExampleFilter(persona_id=persona.id, statuses=["accepted"]), 0.2))
+    return "collab-train"
+
+
+def run_job_process(job_id: int, **popen) -> subprocess.Popen:
+    """The job as the monitor starts it: its own process group, `python -m pipeline.jobs run ID`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.jobs", "run", str(job_id)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def ingested(job_id: int) -> Job:
+    with session_scope() as session:
+        ingest.ingest_job(session, session.get(Job, job_id))
+    return jobs.get(job_id)
+
+
+def tiny_config(**values) -> cfg.TrainingConfig:
+    return cfg.load(
+        {
+            "dataset": "collab-train",
+            "base_model": f"local/{TINY}",
+            "epochs": 1,
+            "batch_size": 4,
+            "eval_every": 2,
+            "save_every": 2,
+            "max_seq_length": 512,
+            **values,
+        }
+    )
+
+
+# --- config --------------------------------------------------------------------------------------
+
+
+def test_presets_and_yaml_round_trip(tmp_path):
+    quick = cfg.from_preset("quick", dataset="d")
+    assert (quick.epochs, quick.lora_r, quick.lora_alpha, quick.lora_dropout) == (1, 8, 16, 0.05)
+    path = tmp_path / "config.yaml"
+    path.write_text(quick.to_yaml())
+    assert cfg.load_file(path, epochs=4) == quick.model_copy(update={"epochs": 4})
+    with pytest.raises(UserFacingError, match="learning_rate"):
+        cfg.load({"dataset": "d", "learning_rate": -1})
+    with pytest.raises(UserFacingError, match="Unknown preset"):
+        cfg.from_preset("heroic", dataset="d")
+    assert cfg.load({"dataset": "d", "backend": "together"}).resolved_base().startswith("meta-llama/")
+
+
+# --- plan: eligibility, cost, time ---------------------------------------------------------------
+
+
+def test_plan_gives_cost_and_time_and_names_what_stops_a_launch(dataset):
+    local = service.plan(tiny_config())
+    assert local.eligible and local.examples == 19 and local.cost_usd == 0.0 and local.seconds > 0
+    cloud = service.plan(cfg.load({"dataset": dataset, "backend": "openai", "epochs": 3}))
+    assert cloud.cost_usd == pytest.approx(cloud.billed_tokens * 3.0 / 1e6, abs=1e-4)
+    assert cloud.billed_tokens == cloud.tokens_per_epoch * 3
+    too_long = service.plan(tiny_config(max_seq_length=64))
+    assert not too_long.eligible and "trains on at most 64" in too_long.problems[0]
+    assert service.plan(tiny_config(method="dpo")).eligible  # the edit gave one preference pair
+    with pytest.raises(UserFacingError, match="No dataset named"):
+        service.plan(tiny_config(dataset="nope"))
+    with pytest.raises(UserFacingError, match="Cannot start"):
+        service.start(tiny_config(qlora=True))
+
+
+# --- the local backend: real training -----------------------------------------------------------
+
+
+def test_local_training_in_a_job_process_records_losses_and_registers_a_chat_able_adapter(dataset):
+    job = service.start(tiny_config(name="tiny-persona"))
+    process = run_job_process(job.id)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+    job = ingested(job.id)
+    assert job.status == "succeeded", job.error
+    with session_scope() as session:
+        metrics = session.exec(select(TrainingMetric).where(TrainingMetric.job_id == job.id)).all()
+        entry = session.exec(select(ModelEntry).where(ModelEntry.name == "tiny-persona")).one()
+    assert [m.step for m in metrics] == [1, 2, 3, 4, 5]
+    assert all(m.loss is not None and m.learning_rate is not None and m.tokens_per_s for m in metrics)
+    assert [m.step for m in metrics if m.val_loss is not None] == [2, 4, 5]
+    assert (entry.reference, entry.backend, entry.job_id) == ("local/tiny-persona", "local", job.id)
+    assert entry.metrics["examples"] == 19 and entry.metrics["train_loss"] > 0 and entry.metrics["size_bytes"] > 0
+    folder = embedded.model_path("tiny-persona")
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == TINY
+    assert (runfolder.run_dir(job.id) / "config.yaml").exists()
+    reply = chat([{"role": "user", "content": "Hello"}], ["local/tiny-persona"], max_tokens=5)
+    assert reply.model_used == "local/tiny-persona" and reply.completion_tokens > 0
+    assert service.past_jobs()[0]["model"] == "local/tiny-persona"
+
+
+def test_a_cancelled_training_keeps_a_checkpoint_and_resumes_from_it(dataset):
+    job = service.start(tiny_config(name="resumed", epochs=4))
+    process = run_job_process(job.id)
+    metrics = runfolder.run_dir(job.id) / runfolder.METRICS
+    deadline = time.time() + 240
+    while time.time() < deadline and not (metrics.exists() and '"step": 3' in metrics.read_text()):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGTERM)  # what the monitor does on Cancel
+    assert process.wait(timeout=120) == 0
+    job = ingested(job.id)
+    assert job.status == "cancelled"
+    checkpoints = sorted((runfolder.run_dir(job.id) / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints, "a cancel saves a checkpoint"
+    stopped_at = int(checkpoints[-1].name.split("-")[1])
+    assert 3 <= stopped_at < 20 and not embedded.model_path("resumed").exists()
+    service.resume(job.id)
+    process = run_job_process(job.id)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+    job = ingested(job.id)
+    assert job.status == "succeeded", job.error
+    log = (runfolder.run_dir(job.id) / runfolder.LOG).read_text()
+    assert f"resuming from checkpoint-{stopped_at}" in log
+    assert (job.progress_done, job.progress_total) == (20, 20)  # 4 epochs × 5 steps, none repeated
+    assert embedded.model_path("resumed").exists()
+
+
+@pytest.mark.slow
+def test_the_embedded_model_learns_the_data(dataset):
+    config = cfg.load(
+        {
+            "dataset": dataset,
+            "epochs": 2,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "name": "smol-tuned",
+            "eval_every": 100,
+            "save_every": 100,
+        }
+    )
+    job = service.start(config)
+    process = run_job_process(job.id)
+    assert process.wait(timeout=600) == 0, process.stderr.read()
+    job = ingested(job.id)
+    with session_scope() as session:
+        losses = [
+            m.loss
+            for m in session.exec(
+                select(TrainingMetric).where(TrainingMetric.job_id == job.id).order_by(TrainingMetric.step)
+            ).all()
+            if m.loss is not None
+        ]
+    assert len(losses) == 10
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 * 0.8, losses  # the loss fell
+    reply = chat([{"role": "user", "content": "Memo 3\n\nthe team needs a plan"}], ["local/smol-tuned"], max_tokens=12)
+    assert reply.text.strip()
+
+
+def test_dpo_trains_on_the_preference_pairs(dataset):
+    job = service.start(tiny_config(method="dpo", name="tiny-dpo"))
+    process = run_job_process(job.id)
+    assert process.wait(timeout=300) == 0, (runfolder.run_dir(job.id) / runfolder.LOG).read_text()[-3000:]
+    job = ingested(job.id)
+    assert job.status == "succeeded", job.error
+    assert embedded.model_path("tiny-dpo").exists()
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=600,
+    )
+
+
+def test_train_command_prepares_trains_and_checks_a_job(dataset, tmp_path):
+    prepared = cli("train", "--dataset", dataset, "--backend", "openai", "--prepare-only")
+    assert prepared.returncode == 0, prepared.stderr
+    assert "billed tokens" in prepared.stderr and "cost $" in prepared.stderr
+    folder = Path(prepared.stdout.strip().split(" in ")[1].split(";")[0])
+    assert {p.name for p in folder.iterdir()} == {"train.jsonl", "validation.jsonl", "config.yaml"}
+    config = tmp_path / "tiny.yaml"
+    config.write_text(tiny_config(name="from-cli").to_yaml())
+    trained = cli("train", "--config", str(config))
+    assert trained.returncode == 0, trained.stderr
+    assert "succeeded" in trained.stdout and "model local/from-cli" in trained.stdout
+    job_id = jobs.list_jobs()[0].id
+    checked = cli("train", "--check-job", str(job_id), "--json")
+    assert json.loads(checked.stdout)["status"] == "succeeded"
+    refused = cli(
+        "train", "--dataset", dataset, "--base-model", f"local/{TINY}", "--method", "dpo", "--backend", "openai"
+    )
+    assert refused.returncode == 1 and "Cannot start" in refused.stderr
