@@ -30,8 +30,14 @@ KINDS: dict[str, str] = {
     "probe": "pipeline.probe:run",
     "generation": "pipeline.generation.job:run",
     "train_local": "pipeline.training.local:run",
+    "train_openai": "pipeline.training.openai_backend:run",
 }
-KIND_LABELS = {"probe": "Worker check", "generation": "Generation", "train_local": "Local training"}
+KIND_LABELS = {
+    "probe": "Worker check",
+    "generation": "Generation",
+    "train_local": "Local training",
+    "train_openai": "OpenAI fine-tuning",
+}
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 

@@ -70,7 +70,6 @@ def base_folder(config: TrainingConfig) -> Path:
 def run(ctx: JobContext, params: dict) -> None:
     import torch
     from datasets import Dataset as HFDataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = load(params["config"])
@@ -86,13 +85,7 @@ def run(ctx: JobContext, params: dict) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if gear.bf16 and gear.device == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules,
-        task_type="CAUSAL_LM",
-    )
+    lora = lora_config(config)
     if config.method == "dpo":
         train = HFDataset.from_list(dpo_rows(build.file_path(dataset, "dpo")))
         evaluation = None
@@ -103,29 +96,8 @@ def run(ctx: JobContext, params: dict) -> None:
     if len(train) == 0:
         raise UserFacingError(f"Dataset {dataset.name!r} has nothing to train on for {config.method.upper()}.")
     callback = StudioCallback(ctx)
-    common = {
-        "output_dir": str(ctx.folder / CHECKPOINTS),
-        "num_train_epochs": config.epochs,
-        "learning_rate": config.learning_rate,
-        "per_device_train_batch_size": config.batch_size,
-        "per_device_eval_batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation,
-        "logging_steps": 1,
-        "save_steps": config.save_every,
-        "save_total_limit": 2,
-        "eval_strategy": "steps" if evaluation is not None else "no",
-        "eval_steps": config.eval_every,
-        "seed": config.seed,
-        "bf16": gear.bf16,
-        "use_cpu": gear.device == "cpu",
-        "report_to": "none",
-        "gradient_checkpointing": False,  # a small model: recomputing activations costs more than it saves
-        "include_num_input_tokens_seen": True,
-        "train_sampling_strategy": "group_by_length",  # similar lengths together: less padding
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-    }
-    trainer = _trainer(config, model, tokenizer, lora, train, evaluation, common, callback)
+    common = trainer_arguments(config, gear, ctx.folder / CHECKPOINTS, with_eval=evaluation is not None)
+    trainer = build_trainer(config, model, tokenizer, lora, train, evaluation, common, [callback])
     checkpoints = sorted((ctx.folder / CHECKPOINTS).glob("checkpoint-*"))
     if checkpoints:
         ctx.log(f"resuming from {checkpoints[-1].name}")
@@ -158,7 +130,46 @@ def run(ctx: JobContext, params: dict) -> None:
     ctx.log(f"saved the adapter to {folder} and registered {entry.reference}")
 
 
-def _trainer(config, model, tokenizer, lora, train, evaluation, common, callback):
+def lora_config(config: TrainingConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def trainer_arguments(config: TrainingConfig, gear: hardware.Hardware, output_dir: Path, with_eval: bool) -> dict:
+    """The trainer settings every local run uses (and bench/train_throughput.py measures)."""
+    return {
+        "output_dir": str(output_dir),
+        "num_train_epochs": config.epochs,
+        "learning_rate": config.learning_rate,
+        "per_device_train_batch_size": config.batch_size,
+        "per_device_eval_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation,
+        "logging_steps": 1,
+        "save_steps": config.save_every,
+        "save_total_limit": 2,
+        "eval_strategy": "steps" if with_eval else "no",
+        "eval_steps": config.eval_every,
+        "seed": config.seed,
+        "bf16": gear.bf16,
+        "use_cpu": gear.device == "cpu",
+        "report_to": "none",
+        "gradient_checkpointing": False,  # a small model: recomputing activations costs more than it saves
+        "include_num_input_tokens_seen": True,
+        "train_sampling_strategy": "group_by_length",  # similar lengths together: less padding
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+    }
+
+
+def build_trainer(config, model, tokenizer, lora, train, evaluation, common, callbacks=()):
+    """TRL's SFTTrainer (loss on the completion only) or DPOTrainer, with the LoRA attached."""
     if config.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
@@ -171,7 +182,7 @@ def _trainer(config, model, tokenizer, lora, train, evaluation, common, callback
             train_dataset=train,
             processing_class=tokenizer,
             peft_config=lora,
-            callbacks=[callback],
+            callbacks=list(callbacks),
         )
     from trl import SFTConfig, SFTTrainer
 
@@ -183,7 +194,7 @@ def _trainer(config, model, tokenizer, lora, train, evaluation, common, callback
         eval_dataset=evaluation,
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[callback],
+        callbacks=list(callbacks),
     )
 
 

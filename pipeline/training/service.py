@@ -65,6 +65,10 @@ def plan(config: TrainingConfig) -> Plan:
         )
     if config.method == "dpo" and config.backend == "openai":
         problems.append("DPO here runs locally or on Together; OpenAI preference tuning is not wired up.")
+    if KIND[config.backend] not in jobs.KINDS:
+        problems.append(
+            f"Training on {config.backend} is not wired up in this version; its cost is shown for comparison."
+        )
     if config.qlora and hardware.detect().device != "cuda":
         problems.append("QLoRA needs a CUDA GPU; this machine has none. Switch it off.")
     if config.backend != "local" and config.resolved_base().startswith("local/"):
@@ -112,8 +116,6 @@ def start(config: TrainingConfig, started_by: str = "") -> Job:
     checked = plan(config)
     if not checked.eligible:
         raise UserFacingError("Cannot start: " + " ".join(checked.problems))
-    if config.backend not in ("local",) and KIND[config.backend] not in jobs.KINDS:
-        raise UserFacingError(f"The {config.backend} backend is not available in this version.")
     name = f"{config.method.upper()} {config.dataset} → {config.resolved_base()} ({config.backend})"
     return jobs.submit(
         KIND[config.backend], {"config": config.model_dump(mode="json")}, name=name, started_by=started_by

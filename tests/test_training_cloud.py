@@ -1,0 +1,125 @@
+"""Cloud fine-tuning through the providers' real SDKs against their documented HTTP API, served on
+127.0.0.1: upload, create, status and events while it runs, the result file, cancel, failures."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from sqlmodel import select
+
+from pipeline import ingest, jobs, personas, runfolder
+from pipeline.datasets import build
+from pipeline.db import session_scope
+from pipeline.errors import UserFacingError
+from pipeline.job_context import JobContext
+from pipeline.models import Job, ModelEntry, TrainingMetric
+from pipeline.review.filters import ExampleFilter
+from pipeline.training import cloud, openai_backend, service
+from pipeline.training import config as cfg
+from tests.fakes.openai_finetune import FakeOpenAIFineTuning
+from tests.seed import add_examples
+
+
+@pytest.fixture
+def dataset(monkeypatch) -> str:
+    monkeypatch.setenv("STUDIO_CLOUD_POLL_S", "0.01")
+    personas.seed_samples()
+    persona = personas.get_persona("collaborative")
+    add_examples(persona.id, 12, status="accepted")
+    build.save("cloud-set", build.preview(ExampleFilter(persona_id=persona.id, statuses=["accepted"]), 0.2))
+    return "cloud-set"
+
+
+@pytest.fixture
+def openai_api(monkeypatch):
+    def start(**options) -> FakeOpenAIFineTuning:
+        server = FakeOpenAIFineTuning(**options).__enter__()
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        started.append(server)
+        return server
+
+    started: list[FakeOpenAIFineTuning] = []
+    yield start
+    for server in started:
+        server.__exit__()
+
+
+def run_here(job: Job) -> tuple[Job, str]:
+    """The job kind's function in this process, with a real JobContext, as the job process runs it."""
+    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind)
+    ctx.start()
+    ctx.log(f"job {job.id} ({job.kind}) started")
+    try:
+        jobs.kind_function(job.kind)(ctx, dict(job.params))
+    except UserFacingError as exc:
+        ctx.finish("failed", str(exc))
+    else:
+        ctx.finish("cancelled" if ctx.cancelled() else "succeeded")
+    with session_scope() as session:
+        ingest.ingest_job(session, session.get(Job, job.id))
+    return jobs.get(job.id), (runfolder.run_dir(job.id) / runfolder.LOG).read_text()
+
+
+def openai_config(dataset: str, **values) -> cfg.TrainingConfig:
+    return cfg.load({"dataset": dataset, "backend": "openai", "epochs": 2, "suffix": "collab", **values})
+
+
+def test_an_openai_job_uploads_follows_the_events_and_registers_the_model(dataset, openai_api):
+    api = openai_api()
+    job, log = run_here(service.start(openai_config(dataset)))
+    assert job.status == "succeeded", job.error
+    assert [p for m, p in api.requests if m == "POST"][:3] == ["/files", "/files", "/fine_tuning/jobs"]
+    created = api.jobs["ftjob-0001"]
+    assert created["hyperparameters"] == {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": "auto"}
+    assert created["validation_file"] == "file-0002" and created["suffix"] == "collab"
+    with session_scope() as session:
+        entry = session.exec(select(ModelEntry)).one()
+        metrics = session.exec(select(TrainingMetric).where(TrainingMetric.job_id == job.id)).all()
+    assert entry.reference == "openai/ft:gpt-4o-mini-2024-07-18:org-test:collab:AbC123"
+    assert entry.backend == "openai" and entry.metrics["trained_tokens"] == 12345
+    assert [m.step for m in metrics] == [1, 2, 3, 4] and metrics[0].loss == 2.0 and metrics[1].val_loss == 1.1
+    assert "Fine-tuning job started" in log and "The job has successfully completed" in log
+    info = json.loads((runfolder.run_dir(job.id) / cloud.INFO).read_text())
+    assert (info["job_id"], info["status"]) == ("ftjob-0001", "succeeded")
+    assert "sk-test" not in log and "sk-test" not in json.dumps(info)
+
+
+def test_provider_errors_end_the_job_failed_in_plain_words(dataset, openai_api):
+    openai_api(reject_upload="Invalid file format. Line 1, key 'messages': expected a list")
+    job, _ = run_here(service.start(openai_config(dataset)))
+    assert job.status == "failed"
+    assert job.error == (
+        "OpenAI could not upload the train file (400): Invalid file format. Line 1, key 'messages': expected a list"
+    )
+    openai_api(allowed_models={"gpt-4.1-mini-2025-04-14"})
+    job, _ = run_here(service.start(openai_config(dataset)))
+    assert "gpt-4o-mini-2024-07-18 is not available for fine-tuning" in job.error
+    api = openai_api(outcome="failed")
+    job, log = run_here(service.start(openai_config(dataset)))
+    assert job.status == "failed" and "exceeded your current quota" in job.error
+    assert len(api.jobs) == 1
+
+
+def test_a_bad_key_and_a_missing_key_are_explained(dataset, openai_api, monkeypatch):
+    openai_api()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-bad")
+    job, _ = run_here(service.start(openai_config(dataset)))
+    assert job.error == "OpenAI refused the API key while trying to upload the train file; check OPENAI_API_KEY."
+    monkeypatch.delenv("OPENAI_API_KEY")
+    job, _ = run_here(service.start(openai_config(dataset)))
+    assert "needs OPENAI_API_KEY" in job.error
+
+
+def test_cancelling_an_openai_job_cancels_it_at_the_provider(dataset, openai_api, monkeypatch):
+    api = openai_api()
+    monkeypatch.setenv("STUDIO_CLOUD_POLL_S", "0.2")
+    job = service.start(openai_config(dataset))
+    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind)
+    ctx.start()
+    threading.Timer(0.5, ctx._cancel.set).start()  # what SIGTERM from the monitor does
+    openai_backend.run(ctx, dict(job.params))
+    assert ctx.cancelled() and api.jobs["ftjob-0001"]["status"] == "cancelled"
+    assert ("POST", "/fine_tuning/jobs/ftjob-0001/cancel") in api.requests
