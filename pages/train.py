@@ -9,7 +9,7 @@ from pipeline import job_board
 from pipeline.datasets import build, targets
 from pipeline.errors import UserFacingError
 from pipeline.training import hardware, service
-from pipeline.training.config import DEFAULT_BASE, PRESETS, from_preset
+from pipeline.training.config import DEFAULT_BASE, PRESETS, from_preset, preset_values
 
 st.title("Train")
 st.caption(
@@ -45,12 +45,12 @@ with st.container(border=True):
         "Base model", known or [DEFAULT_BASE[backend]], accept_new_options=True, key=f"train_base_{backend}"
     )
     preset = b.segmented_control("Preset", list(PRESETS), default="standard", key="train_preset") or "standard"
-    values = dict(PRESETS[preset])
+    values = preset_values(preset, backend)
     with st.expander("Hyperparameters"):
         a, b, c = st.columns(3)
         values["epochs"] = a.number_input("Epochs", 1, 50, values["epochs"], key=f"train_epochs_{preset}")
         values["learning_rate"] = b.number_input(
-            "Learning rate", 1e-6, 1e-2, values["learning_rate"], format="%.6f", key=f"train_lr_{preset}"
+            "Learning rate", 1e-6, 1e-2, values["learning_rate"], format="%.6f", key=f"train_lr_{preset}_{backend}"
         )
         values["batch_size"] = c.number_input("Batch size", 1, 64, 4, key="train_batch")
         values["gradient_accumulation"] = a.number_input("Gradient accumulation", 1, 64, 1, key="train_accum")

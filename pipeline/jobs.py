@@ -31,12 +31,14 @@ KINDS: dict[str, str] = {
     "generation": "pipeline.generation.job:run",
     "train_local": "pipeline.training.local:run",
     "train_openai": "pipeline.training.openai_backend:run",
+    "train_together": "pipeline.training.together_backend:run",
 }
 KIND_LABELS = {
     "probe": "Worker check",
     "generation": "Generation",
     "train_local": "Local training",
     "train_openai": "OpenAI fine-tuning",
+    "train_together": "Together fine-tuning",
 }
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")

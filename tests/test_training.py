@@ -242,3 +242,9 @@ def test_train_command_prepares_trains_and_checks_a_job(dataset, tmp_path):
         "train", "--dataset", dataset, "--base-model", f"local/{TINY}", "--method", "dpo", "--backend", "openai"
     )
     assert refused.returncode == 1 and "Cannot start" in refused.stderr
+
+
+def test_together_presets_use_its_gentler_learning_rates():
+    assert cfg.from_preset("standard", dataset="d", backend="together").learning_rate == 1e-5
+    assert cfg.from_preset("standard", dataset="d").learning_rate == 2e-4
+    assert cfg.from_preset("standard", dataset="d", backend="together", learning_rate=3e-5).learning_rate == 3e-5

@@ -123,3 +123,89 @@ def test_cancelling_an_openai_job_cancels_it_at_the_provider(dataset, openai_api
     openai_backend.run(ctx, dict(job.params))
     assert ctx.cancelled() and api.jobs["ftjob-0001"]["status"] == "cancelled"
     assert ("POST", "/fine_tuning/jobs/ftjob-0001/cancel") in api.requests
+
+
+# --- Together ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def together_api(monkeypatch):
+    from tests.fakes.together_finetune import FakeTogetherFineTuning
+
+    def start(**options) -> FakeTogetherFineTuning:
+        server = FakeTogetherFineTuning(**options).__enter__()
+        monkeypatch.setenv("TOGETHER_BASE_URL", server.root)
+        monkeypatch.setenv("TOGETHER_API_KEY", "tg-test")
+        started.append(server)
+        return server
+
+    started = []
+    yield start
+    for server in started:
+        server.__exit__()
+
+
+def together_config(dataset: str, **values) -> cfg.TrainingConfig:
+    return cfg.load({"dataset": dataset, "backend": "together", "epochs": 3, "learning_rate": 1e-5,
+                     "suffix": "collab", **values})  # fmt: skip
+
+
+def test_a_together_lora_job_uploads_follows_metrics_and_registers_the_model(dataset, together_api):
+    api = together_api()
+    job, log = run_here(service.start(together_config(dataset)))
+    assert job.status == "succeeded", job.error
+    [created] = api.created
+    assert created["model"] == "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference" and created["n_epochs"] == 3
+    assert created["training_type"]["type"] == "Lora" and created["training_type"]["lora_r"] == 16
+    assert created["learning_rate"] == 1e-5 and created["suffix"] == "collab"
+    assert created["training_file"] == "file-0001" and created["validation_file"] == "file-0002"
+    assert set(api.uploads) == {"file-0001", "file-0002"}  # both files really arrived
+    with session_scope() as session:
+        entry = session.exec(select(ModelEntry)).one()
+        metrics = session.exec(select(TrainingMetric).where(TrainingMetric.job_id == job.id)).all()
+    assert entry.reference == "together_ai/user-test/Meta-Llama-3.1-8B-Instruct-Reference-collab-a1b2c3"
+    assert [m.step for m in metrics] == [1, 2, 3, 4] and metrics[0].loss == 1.5 and metrics[1].val_loss == 0.85
+    assert "Training started" in log
+    info = json.loads((runfolder.run_dir(job.id) / cloud.INFO).read_text())
+    assert info["job_id"] == "ft-0001" and "tg-test" not in json.dumps(info) and "tg-test" not in log
+
+
+def test_together_errors_are_explained(dataset, together_api, monkeypatch):
+    together_api(outcome="error")
+    job, _ = run_here(service.start(together_config(dataset)))
+    assert job.status == "failed" and "the training file has no valid examples" in job.error
+    together_api(models=("some/other-model",))
+    job, _ = run_here(service.start(together_config(dataset)))
+    assert job.status == "failed" and "is not available for fine-tuning" in job.error
+    monkeypatch.setenv("TOGETHER_API_KEY", "bad-key")
+    job, _ = run_here(service.start(together_config(dataset)))
+    assert "Together refused the API key" in job.error
+
+
+def test_cancelling_a_together_job_cancels_it_there(dataset, together_api, monkeypatch):
+    api = together_api()
+    monkeypatch.setenv("STUDIO_CLOUD_POLL_S", "0.2")
+    job = service.start(together_config(dataset))
+    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind)
+    ctx.start()
+    threading.Timer(0.5, ctx._cancel.set).start()
+    jobs.kind_function(job.kind)(ctx, dict(job.params))
+    assert api.jobs["ft-0001"]["status"] == "cancelled"
+    assert ("POST", "/v1/fine-tunes/ft-0001/cancel") in api.requests
+
+
+def test_together_dpo_uploads_the_preference_pairs_in_its_format(dataset, together_api):
+    from pipeline.review import actions
+
+    api = together_api()
+    persona = personas.get_persona("collaborative")
+    [first, *_] = add_examples(persona.id, 3, status="accepted", start=100)
+    actions.edit_response(first, "A kinder reply that asks what the reader needs.", "ada")
+    build.save("cloud-dpo", build.preview(ExampleFilter(persona_id=persona.id, statuses=["accepted"]), 0.0))
+    job, _ = run_here(service.start(together_config("cloud-dpo", method="dpo")))
+    assert job.status == "succeeded", job.error
+    assert api.created[0]["training_method"]["method"] == "dpo"
+    uploaded = api.uploads["file-0001"].decode()
+    row = json.loads(uploaded.splitlines()[0])
+    assert row["preferred_output"][0]["content"] == "A kinder reply that asks what the reader needs."
+    assert set(row) == {"input", "preferred_output", "non_preferred_output"}

@@ -67,10 +67,22 @@ def load(data: dict) -> TrainingConfig:
         raise UserFacingError(f"The training settings are not valid: {problems}") from None
 
 
-def from_preset(preset: str, **values) -> TrainingConfig:
+# Together's hosted LoRA runs take much smaller rates (the original pipeline used 1e-5)
+TOGETHER_RATES = {"quick": 1e-5, "standard": 1e-5, "thorough": 5e-6}
+
+
+def preset_values(preset: str, backend: str = "local") -> dict:
     if preset not in PRESETS:
         raise UserFacingError(f"Unknown preset {preset!r}; choose {', '.join(PRESETS)}.")
-    return load({**PRESETS[preset], **{k: v for k, v in values.items() if v is not None}})
+    values = dict(PRESETS[preset])
+    if backend == "together":
+        values["learning_rate"] = TOGETHER_RATES[preset]
+    return values
+
+
+def from_preset(preset: str, **values) -> TrainingConfig:
+    base = preset_values(preset, values.get("backend") or "local")
+    return load({**base, **{k: v for k, v in values.items() if v is not None}})
 
 
 def load_file(path: Path, **overrides) -> TrainingConfig:
