@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline import charts, personas
-from pipeline.datasets import build, cli, formats, importer, preferences, purge, targets
+from pipeline.datasets import build, checks, formats, importer, preferences, purge, targets
 from pipeline.errors import UserFacingError
 from pipeline.review.filters import ExampleFilter
 
@@ -59,7 +59,7 @@ def cost_table(backends: list[dict]) -> pd.DataFrame:
                 "base model": row["base_model"],
                 "epochs": row["epochs"],
                 "billed tokens": f"{row['billed_tokens']:,}",
-                "cost": cli.money(row["cost_usd"]),
+                "cost": checks.money(row["cost_usd"]),
                 "too long": row["too_long"],
                 "eligible": "yes" if row["eligible"] else "no",
             }

@@ -89,7 +89,7 @@ table = pd.DataFrame(
             "title": r["document_title"],
             "traits": ", ".join(r["traits_stressed"]),
             "status": r["status"],
-            "rating": r["rating"],
+            "rating": "★" * r["rating"] if r["rating"] else "",
             "words": r["response_words"],
             "flags": "; ".join(r["flags"] + r["validation_issues"]),
         }
@@ -173,17 +173,14 @@ rating = buttons[3].radio(
 if (rating or None) != example.rating:
     act(actions.set_rating, rating or None)
 
-with st.expander(
-    "Edit the response"
-    + (f" · {len(actions.edits(example.id))} edit(s) so far" if example.original_response is not None else "")
-):
+history = actions.edits(example.id) if example.original_response is not None else []
+with st.expander("Edit the response" + (f" · {len(history)} edit(s) so far" if history else "")):
     edited = st.text_area("Response", example.response, height=240, key=f"review_edit_{example.id}")
     if st.button("Save the edit", key="review_save_edit"):
         act(actions.edit_response, edited, st.session_state.get("user_name", ""))
     if example.original_response is not None:
         st.markdown("**Original response**")
         st.container(height=200, border=True).markdown(example.original_response)
-        history = actions.edits(example.id)
         st.dataframe(
             pd.DataFrame(
                 [{"when": e.at, "who": e.editor or "—", "words after": len(e.after.split())} for e in history]

@@ -7,6 +7,8 @@ Schema changes go through an Alembic migration in pipeline/migrations/versions.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,6 +98,11 @@ class Example(SQLModel, table=True):
     notes: str = _text()
     content_hash: str = Field(default="", index=True)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+def messages_hash(messages: list[dict]) -> str:
+    """Example.content_hash: the same conversation always hashes the same, whatever made it."""
+    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
 
 
 def example_row(**values) -> dict:

@@ -19,6 +19,7 @@ from pipeline.review.filters import ExampleFilter
 from pipeline.training import cloud, openai_backend, service
 from pipeline.training import config as cfg
 from tests.fakes.openai_finetune import FakeOpenAIFineTuning
+from tests.fakes.together_finetune import FakeTogetherFineTuning
 from tests.seed import add_examples
 
 
@@ -33,18 +34,27 @@ def dataset(monkeypatch) -> str:
 
 
 @pytest.fixture
-def openai_api(monkeypatch):
-    def start(**options) -> FakeOpenAIFineTuning:
-        server = FakeOpenAIFineTuning(**options).__enter__()
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+def serve(monkeypatch):
+    """Start a fake provider and point its SDK at it: serve(FakeClass, {ENV: value or a function of the server})."""
+    started = []
+
+    def start(fake_class, env: dict, **options):
+        server = fake_class(**options).__enter__()
         started.append(server)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value(server) if callable(value) else value)
         return server
 
-    started: list[FakeOpenAIFineTuning] = []
     yield start
     for server in started:
         server.__exit__()
+
+
+@pytest.fixture
+def openai_api(serve):
+    return lambda **options: serve(
+        FakeOpenAIFineTuning, {"OPENAI_BASE_URL": lambda s: s.base_url, "OPENAI_API_KEY": "sk-test"}, **options
+    )
 
 
 def run_here(job: Job) -> tuple[Job, str]:
@@ -129,20 +139,10 @@ def test_cancelling_an_openai_job_cancels_it_at_the_provider(dataset, openai_api
 
 
 @pytest.fixture
-def together_api(monkeypatch):
-    from tests.fakes.together_finetune import FakeTogetherFineTuning
-
-    def start(**options) -> FakeTogetherFineTuning:
-        server = FakeTogetherFineTuning(**options).__enter__()
-        monkeypatch.setenv("TOGETHER_BASE_URL", server.root)
-        monkeypatch.setenv("TOGETHER_API_KEY", "tg-test")
-        started.append(server)
-        return server
-
-    started = []
-    yield start
-    for server in started:
-        server.__exit__()
+def together_api(serve):
+    return lambda **options: serve(
+        FakeTogetherFineTuning, {"TOGETHER_BASE_URL": lambda s: s.root, "TOGETHER_API_KEY": "tg-test"}, **options
+    )
 
 
 def together_config(dataset: str, **values) -> cfg.TrainingConfig:

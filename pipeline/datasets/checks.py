@@ -216,3 +216,8 @@ def _costs(conversations: list, chosen_counts: list[int], chosen: Target, epochs
             }
         )
     return rows
+
+
+def money(usd: float) -> str:
+    """Dollars as people read them; fractions of a cent keep four decimals rather than showing $0.00."""
+    return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.4f}"

@@ -191,6 +191,8 @@ def _list(args, target) -> int:
 
 def render(report, source: str, with_tokens: bool = True) -> str:
     """The report as a person reads it in a terminal."""
+    from pipeline.datasets.checks import money
+
     lines = [
         f"{source}: {report.valid} valid, {report.invalid} invalid"
         + (f" (formats: {', '.join(f'{k} {v}' for k, v in report.formats.items())})" if report.formats else "")
@@ -213,7 +215,3 @@ def render(report, source: str, with_tokens: bool = True) -> str:
             )
     lines.append("OK" if report.ok else f"{len(report.errors)} error(s)")
     return "\n".join(lines)
-
-
-def money(usd: float) -> str:
-    return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.4f}"

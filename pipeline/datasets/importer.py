@@ -7,8 +7,6 @@ hint: it never becomes a path.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -19,7 +17,7 @@ from pipeline.datasets import checks, tokens
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import validate
-from pipeline.models import Example, Persona, example_row
+from pipeline.models import Example, Persona, example_row, messages_hash
 
 
 @dataclass
@@ -63,7 +61,7 @@ def import_file(data: bytes, filename: str, persona_id: int, fmt: str | None = N
                     )
                 )
                 continue
-            digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+            digest = messages_hash(messages)
             if digest in known:
                 duplicates += 1
                 continue

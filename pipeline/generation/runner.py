@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -22,7 +21,7 @@ from pipeline.generation import prompts, validate
 from pipeline.generation.config import GenerationConfig
 from pipeline.generation.plan import Slot, coverage_plan
 from pipeline.llm import ChatResult, achat, catalog
-from pipeline.models import Example, Persona, example_row
+from pipeline.models import Example, Persona, example_row, messages_hash
 
 STAGES = ("scenario", "document", "response")
 FINISHED = ("pending", "failed")  # generated (awaiting review) or given up on, with a reason
@@ -295,7 +294,7 @@ class Generation:
             },
         }
         issues = validate.check(record, self.config.min_document_words, self.config.min_response_words)
-        digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        digest = messages_hash(messages)
         return _save(
             example.id,
             messages=messages,

@@ -9,7 +9,6 @@ the same reader then takes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import validate
 from pipeline.llm import chat
-from pipeline.models import Example
+from pipeline.models import Example, messages_hash
 
 SPEAKER_LINE = re.compile(r"^\s*(?:\[[^\]]*\]\s*)?([A-Za-z][\w .'-]{0,40}?)\s*:\s+(.*)$")
 ASSISTANT_ROLES = {"assistant", "gpt", "bot", "model", "chatgpt"}
@@ -181,7 +180,7 @@ def import_pairs(persona_id: int, transcript: Transcript) -> tuple[int, int]:
         known = set(session.exec(select(Example.content_hash).where(Example.persona_id == persona_id)))
         for user, assistant in transcript.pairs:
             messages = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-            digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+            digest = messages_hash(messages)
             if digest in known:
                 skipped += 1
                 continue

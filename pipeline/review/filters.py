@@ -43,9 +43,7 @@ class ExampleFilter:
     min_rating: int | None = None
     document_type: str | None = None
     trait: str | None = None
-    source: str | None = None
     search: str = ""
-    flagged: bool | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, "", [])}
@@ -69,13 +67,8 @@ class ExampleFilter:
             clauses.append(Example.rating >= self.min_rating)
         if self.document_type:
             clauses.append(Example.document_type == self.document_type)
-        if self.source:
-            clauses.append(Example.source == self.source)
         if self.trait:  # traits are a JSON list: match the quoted name in its text
             clauses.append(cast(Example.traits_stressed, String).like(f'%"{_escape(self.trait)}"%', escape="\\"))
-        if self.flagged is not None:
-            empty = cast(Example.flags, String) == "[]"
-            clauses.append(~empty if self.flagged else empty)
         if self.search.strip():
             pattern = f"%{_escape(self.search.strip())}%"
             clauses.append(

@@ -65,10 +65,6 @@ def plan(config: TrainingConfig) -> Plan:
         )
     if config.method == "dpo" and config.backend == "openai":
         problems.append("DPO here runs locally or on Together; OpenAI preference tuning is not wired up.")
-    if KIND[config.backend] not in jobs.KINDS:
-        problems.append(
-            f"Training on {config.backend} is not wired up in this version; its cost is shown for comparison."
-        )
     if config.qlora and hardware.detect().device != "cuda":
         problems.append("QLoRA needs a CUDA GPU; this machine has none. Switch it off.")
     if config.backend != "local" and config.resolved_base().startswith("local/"):

@@ -11,13 +11,14 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from http.server import BaseHTTPRequestHandler
+
+from tests.fakes.local_server import LocalServer
 
 STEPS = 4
 
 
-class FakeOpenAIFineTuning:
+class FakeOpenAIFineTuning(LocalServer):
     def __init__(self, outcome: str = "succeeded", reject_upload: str | None = None, allowed_models=None):
         self.outcome = outcome  # succeeded | failed
         self.reject_upload = reject_upload
@@ -26,21 +27,11 @@ class FakeOpenAIFineTuning:
         self.files: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.root}/v1"
 
     # --- the API ------------------------------------------------------------------------------
 

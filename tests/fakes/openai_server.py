@@ -11,17 +11,12 @@ import json
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from http.server import BaseHTTPRequestHandler
+
+from tests.fakes.local_server import LocalServer
 
 
-class _Server(ThreadingHTTPServer):
-    # Python's default listen backlog is 5: a burst of concurrent clients would overflow it and
-    # wait out a 1 s SYN retransmit, which no real provider makes them do.
-    request_queue_size = 256
-
-
-class FakeOpenAI:
+class FakeOpenAI(LocalServer):
     def __init__(self, delay: float = 0.0, reply: str = "Hello from the test server.", responder=None):
         self.delay = delay
         self.reply = reply
@@ -29,25 +24,15 @@ class FakeOpenAI:
         self.script: deque[str] = deque()
         self.requests: list[dict] = []
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def api_base(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"{self.root}/v1"
 
     def fail_next(self, *behaviours: str) -> None:
         """Queue behaviours: '429', '500', '401', 'hang', 'garbage'."""
         self.script.extend(behaviours)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _next_behaviour(self, body: dict) -> str:
         with self._lock:

@@ -12,15 +12,16 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.local_server import LocalServer
 
 STEPS = 4
 MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 
 
-class FakeTogetherFineTuning:
+class FakeTogetherFineTuning(LocalServer):
     def __init__(self, outcome: str = "completed", models=(MODEL,)):
         self.outcome = outcome
         self.models = set(models)
@@ -30,21 +31,7 @@ class FakeTogetherFineTuning:
         self.requests: list[tuple[str, str]] = []
         self.created: list[dict] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def limits(self, model: str) -> tuple[int, dict]:
         if model not in self.models:
