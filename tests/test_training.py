@@ -248,3 +248,37 @@ def test_together_presets_use_its_gentler_learning_rates():
     assert cfg.from_preset("standard", dataset="d", backend="together").learning_rate == 1e-5
     assert cfg.from_preset("standard", dataset="d").learning_rate == 2e-4
     assert cfg.from_preset("standard", dataset="d", backend="together", learning_rate=3e-5).learning_rate == 3e-5
+
+
+def test_scoring_only_the_reply_on_cpu_gives_the_same_loss_as_scoring_every_position(models):
+    """The studio's CPU speed-up (LM head on labelled positions only) must not change what is learned."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer import utils as trl_utils
+
+    from pipeline.training import local
+
+    model = AutoModelForCausalLM.from_pretrained(models / TINY)
+    trl_utils.add_fused_lm_head(model)
+    torch.manual_seed(0)
+    ids = torch.randint(5, 1000, (2, 40))
+    labels = ids.clone()
+    labels[:, :25] = -100  # the prompt carries no label
+    labels[1, 35:] = -100  # padding
+
+    def loss_and_grad():
+        model.zero_grad()
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        return out.loss.item(), model.lm_head.weight.grad.clone()
+
+    original = trl_utils._use_triton
+    try:
+        everywhere = loss_and_grad()
+        local._score_completion_only()
+        assert trl_utils._use_triton(torch.device("cpu"))
+        compact = loss_and_grad()
+    finally:
+        trl_utils._use_triton, trl_utils._studio_compacts = original, False
+    assert compact[0] == pytest.approx(everywhere[0], rel=1e-5)
+    assert torch.allclose(compact[1], everywhere[1], atol=1e-6)

@@ -166,6 +166,9 @@ def test_a_together_lora_job_uploads_follows_metrics_and_registers_the_model(dat
     assert entry.reference == "together_ai/user-test/Meta-Llama-3.1-8B-Instruct-Reference-collab-a1b2c3"
     assert [m.step for m in metrics] == [1, 2, 3, 4] and metrics[0].loss == 1.5 and metrics[1].val_loss == 0.85
     assert "Training started" in log
+    assert "Together estimates $0.87 for 3,000 training tokens" in log  # its own estimate, before the job exists
+    estimated, created = ("POST", "/v1/fine-tunes/estimate-price"), ("POST", "/v1/fine-tunes")
+    assert api.requests.index(estimated) < api.requests.index(created)
     info = json.loads((runfolder.run_dir(job.id) / cloud.INFO).read_text())
     assert info["job_id"] == "ft-0001" and "tg-test" not in json.dumps(info) and "tg-test" not in log
 
@@ -177,6 +180,9 @@ def test_together_errors_are_explained(dataset, together_api, monkeypatch):
     together_api(models=("some/other-model",))
     job, _ = run_here(service.start(together_config(dataset)))
     assert job.status == "failed" and "is not available for fine-tuning" in job.error
+    api = together_api(credit=0.5)
+    job, _ = run_here(service.start(together_config(dataset)))
+    assert job.status == "failed" and "Together estimates this job at $0.87" in job.error and not api.created
     monkeypatch.setenv("TOGETHER_API_KEY", "bad-key")
     job, _ = run_here(service.start(together_config(dataset)))
     assert "Together refused the API key" in job.error

@@ -1,8 +1,9 @@
 """Together fine-tuning through the `together` SDK, as the `train_together` job kind (as the original
 pipeline used it): a LoRA job with the studio's epochs, rate, rank, alpha, dropout and batch size.
 
-The SDK checks the file before uploading it, reads the base model's limits and logs the price
-estimate; events give progress and the metrics endpoint gives the loss curve. The result is
+The SDK checks the file before uploading it and reads the base model's limits; Together's own
+price estimate is logged (and a job over the account's limit refused) before the job is created;
+events give progress and the metrics endpoint gives the loss curve. The result is
 registered as `together_ai/<output name>`.
 """
 
@@ -97,8 +98,33 @@ class TogetherBackend(cloud.CloudBackend):
             options |= {"validation_file": files["validation_file"], "n_evals": max(1, config.epochs)}
         if config.method == "dpo":
             options["dpo_beta"] = config.dpo_beta
+        self._check_price(options)
         job = self._call("start the fine-tuning job", self.client.fine_tuning.create, **options)
         return job.id
+
+    def _check_price(self, options: dict) -> None:
+        """Together's own estimate for these files and settings, logged before the job exists (and costs)."""
+        asked = {k: options[k] for k in ("training_file", "model", "n_epochs", "validation_file", "n_evals")
+                 if options.get(k) is not None}  # fmt: skip
+        asked["training_method"] = {"method": options["training_method"]}
+        estimate = self._call("estimate the price", self.client.fine_tuning.estimate_price, **asked)
+        if not getattr(estimate, "estimation_available", False):
+            reason = getattr(estimate, "unavailable_reason", "unknown").replace("_", " ")
+            self._say(f"Together gave no price estimate ({reason})")
+            return
+        price = estimate.estimated_total_price or 0.0
+        tokens = int(estimate.estimated_train_token_count or 0)
+        if estimate.allowed_to_proceed is False:
+            raise UserFacingError(
+                f"Together estimates this job at ${price:,.2f}, more than your account allows "
+                f"(limit ${estimate.user_limit or 0:,.2f}); nothing was started."
+            )
+        self._say(f"Together estimates ${price:,.2f} for {tokens:,} training tokens")
+
+    def _say(self, message: str) -> None:
+        if self.ctx is not None:
+            self.ctx.log(message)
+            self.ctx.report_progress(0, 0, unit="steps", message=message)
 
     def poll(self, job_id: str, seen: set[str]) -> cloud.Remote:
         job = self._call("read the job's status", self.client.fine_tuning.retrieve, job_id)

@@ -3,7 +3,8 @@
 Upload: POST /v1/files answers 302 with the upload URL and file id, the file is PUT there, and
 POST /v1/files/{id}/preprocess confirms it. A job walks pending → queued → running → completed
 (one status per retrieve), with events and per-step metrics; `outcome="error"` ends it in error,
-an unknown model is refused by the model-limits call, and a key of "bad-key" gets a 401.
+an unknown model is refused by the model-limits call, `credit` under the $0.87 estimate is
+refused by the price estimate, and a key of "bad-key" gets a 401.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 
 
 class FakeTogetherFineTuning(LocalServer):
-    def __init__(self, outcome: str = "completed", models=(MODEL,)):
+    def __init__(self, outcome: str = "completed", models=(MODEL,), credit: float = 100.0):
         self.outcome = outcome
+        self.credit = credit
         self.models = set(models)
         self.jobs: dict[str, dict] = {}
         self.files: dict[str, dict] = {}
@@ -149,9 +151,11 @@ class FakeTogetherFineTuning(LocalServer):
                     if method == "GET" and path == "/v1/fine-tunes/models/limits":
                         return self._send(*fake.limits(parse_qs(url.query).get("model_name", [""])[0]))
                     if method == "POST" and path == "/v1/fine-tunes/estimate-price":
-                        return self._send(200, {"estimation_available": True, "allowed_to_proceed": True,
+                        return self._send(200, {"estimation_available": True,
+                                                "allowed_to_proceed": fake.credit >= 0.87,
                                                 "estimated_total_price": 0.87, "estimated_train_token_count": 3000,
-                                                "estimated_eval_token_count": 0, "user_limit": 100.0})  # fmt: skip
+                                                "estimated_eval_token_count": 0,
+                                                "user_limit": fake.credit})  # fmt: skip
                     if method == "POST" and path == "/v1/fine-tunes":
                         return self._send(*fake.create(json.loads(body)))
                     match = re.fullmatch(r"/v1/fine-tunes/([\w-]+)(/events|/metrics|/cancel)?", path)
