@@ -23,6 +23,11 @@ pages = {
         st.Page("pages/train.py", title="Train", icon="🏋️"),
         st.Page("pages/monitor.py", title="Live monitoring", icon="📈"),
     ],
+    "Evaluation": [
+        st.Page("pages/evaluate.py", title="Evaluate", icon="⚖️"),
+        st.Page("pages/arena.py", title="Arena", icon="🥊"),
+        st.Page("pages/leaderboard.py", title="Leaderboard", icon="🏆"),
+    ],
     "Models": [st.Page("pages/playground.py", title="Playground", icon="💬")],
 }
 navigation = st.navigation(pages)

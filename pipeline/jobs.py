@@ -32,6 +32,7 @@ KINDS: dict[str, str] = {
     "train_local": "pipeline.training.local:run",
     "train_openai": "pipeline.training.openai_backend:run",
     "train_together": "pipeline.training.together_backend:run",
+    "evaluation": "pipeline.evaluation.job:run",
 }
 KIND_LABELS = {
     "probe": "Worker check",
@@ -39,6 +40,7 @@ KIND_LABELS = {
     "train_local": "Local training",
     "train_openai": "OpenAI fine-tuning",
     "train_together": "Together fine-tuning",
+    "evaluation": "Evaluation",
 }
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")

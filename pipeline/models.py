@@ -191,11 +191,32 @@ class DeploymentEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow)
 
 
+class EvalResponse(SQLModel, table=True):
+    """One contestant's reply to one prompt of an evaluation run: made once, judged many times."""
+
+    __table_args__ = (UniqueConstraint("job_id", "prompt_id", "contestant"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True, ondelete="CASCADE")
+    prompt_id: int
+    contestant: str
+    text: str = _text()
+    error: str | None = _text(nullable=True, default=None)  # the contestant failed here: its battles are missing
+    latency_ms: int = 0
+    completion_tokens: int = 0
+    at: datetime = Field(default_factory=utcnow)
+
+
 class Battle(SQLModel, table=True):
-    """One judged comparison of two contestants on one prompt and criterion."""
+    """One judged comparison of two contestants on one prompt and criterion, in one presentation order.
+
+    `verdict` always names the stored pair (a = contestant_a won), whichever side the judge saw it on;
+    `order` says how it was shown ("ba": contestant_b's response came first, as "A").
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     job_id: int | None = Field(default=None, foreign_key="job.id", index=True, ondelete="SET NULL")
+    prompt_id: int | None = None
     prompt: str = _text()
     prompt_group: str = ""
     contestant_a: str
@@ -207,18 +228,21 @@ class Battle(SQLModel, table=True):
     verdict: str = ""  # a | b | tie | bothbad | unparsed | missing
     order: str = "ab"
     rationale: str = _text()
+    cache_key: str = Field(default="", index=True)  # judge + criterion + order + texts: never asked twice
     at: datetime = Field(default_factory=utcnow)
 
 
 class TraitScore(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     job_id: int | None = Field(default=None, foreign_key="job.id", index=True, ondelete="SET NULL")
+    prompt_id: int | None = None
     contestant: str
     prompt: str = _text()
     trait: str
-    score: float
+    score: float | None = None  # None: the judge's answer held no score
     judge: str = ""
     rationale: str = _text()
+    cache_key: str = Field(default="", index=True)
     at: datetime = Field(default_factory=utcnow)
 
 

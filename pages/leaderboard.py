@@ -1,0 +1,176 @@
+from pages import route_through_app
+
+route_through_app()
+
+import pandas as pd
+import streamlit as st
+
+from pipeline.errors import UserFacingError
+from pipeline.evaluation import charts, judge, leaderboard, report, results, service
+
+st.title("Leaderboard")
+st.caption(
+    "Ratings on the Elo scale (the base contestant at 1000), from pairwise battles, with 95% intervals from "
+    "1,000 bootstrap resamples. Ranks only separate contestants whose intervals do not overlap."
+)
+
+runs = [job for job in service.runs() if job.status in ("running", "succeeded", "cancelled", "failed")]
+if not runs:
+    st.info("No evaluation has run yet: start one on the Evaluate page.")
+    st.stop()
+a, b = st.columns([2, 1])
+run_id = a.selectbox(
+    "Evaluation",
+    [j.id for j in runs],
+    key="board_run",
+    format_func=lambda i: next(f"#{j.id} · {j.name} · {j.status}" for j in runs if j.id == i),
+)
+source = b.radio(
+    "Battles from", list(results.SOURCES), format_func=results.SOURCES.get, horizontal=True, key="board_source", index=2
+)
+
+try:
+    board = leaderboard.build(run_id, source)
+except UserFacingError as exc:
+    st.error(str(exc))
+    st.stop()
+
+(st.warning if board.offline else st.info)(board.judge_label)
+counts = board.counts()
+cols = st.columns(4)
+cols[0].metric("Rated battles", counts["rated"])
+cols[1].metric("Missing (no reply)", counts.get("missing", 0), help="A contestant failed on the prompt: not a loss.")
+cols[2].metric("No verdict", counts.get("unparsed", 0), help="The judge gave no verdict, twice: not a tie.")
+cols[3].metric("Human votes", service.votes(run_id))
+
+if board.overall is None:
+    st.info(
+        "Not enough rated battles for ratings yet" + (" from people: vote in the Arena." if source == "human" else ".")
+    )
+    st.stop()
+
+for line in board.statements():
+    st.markdown(f"- {line}")
+left, right = st.columns([3, 2])
+left.plotly_chart(
+    charts.ratings_chart(board.overall, f"Ratings · {board.judge_label}"), width="stretch", key="board_ratings"
+)
+right.dataframe(pd.DataFrame(board.overall.table()), hide_index=True, width="stretch")
+
+names = board.overall.contestants
+tabs = st.tabs(
+    ["Wins and losses", "Traits", "Prompt groups", "Length", "Judge health", "Persona likelihood", "Battles", "Reports"]
+)
+with tabs[0]:
+    st.plotly_chart(
+        charts.matrix_chart(leaderboard.matrix(board.outcomes, names), names, "Row against column"),
+        width="stretch",
+        key="board_matrix",
+    )
+with tabs[1]:
+    if board.by_trait:
+        st.plotly_chart(
+            charts.grouped_ratings_chart(board.by_trait, "Ratings per trait", "trait"),
+            width="stretch",
+            key="board_traits",
+        )
+    if not board.trait_scores.empty:
+        st.plotly_chart(
+            charts.trait_scores_chart(board.trait_scores, "Trait scores (LLM judge, 1–5, 95% interval)"),
+            width="stretch",
+            key="board_scores",
+        )
+        st.dataframe(board.trait_scores.round(2), hide_index=True, width="stretch")
+    if not board.by_trait and board.trait_scores.empty:
+        st.info("Per-trait ratings and scores come from an LLM judge; this run had none.")
+with tabs[2]:
+    if board.by_group:
+        st.plotly_chart(
+            charts.grouped_ratings_chart(board.by_group, "Ratings per prompt group", "prompt group"),
+            width="stretch",
+            key="board_groups",
+        )
+        st.caption(
+            "“adversarial” and “keep going” prompts try to break character: a persona that holds there "
+            "is in the weights, not only in the prompt."
+        )
+with tabs[3]:
+    if board.length_controlled:
+        st.plotly_chart(
+            charts.length_chart(
+                board.overall,
+                board.length_controlled,
+                report.mean_lengths(board),
+                "Ratings with and without a response-length control",
+            ),
+            width="stretch",
+            key="board_length",
+        )
+        st.caption(
+            "If the ratings shrink once length is controlled for, the judge was partly rewarding longer replies."
+        )
+with tabs[4]:
+    health = board.health
+    a, b, c, d = st.columns(4)
+    fmt = lambda v, pct=True: "–" if v is None else (f"{v:.0%}" if pct else f"{v:+.2f}")  # noqa: E731
+    a.metric(
+        "Position consistency",
+        fmt(health["position_consistency"]),
+        help="Share of pairs whose verdict survives swapping the two responses (warn under 65%).",
+    )
+    b.metric("Tie rate", fmt(health["tie_rate"]))
+    c.metric(
+        "Length correlation",
+        fmt(health["length_correlation"], pct=False),
+        help="Does the longer reply tend to win? Near 0 is good.",
+    )
+    d.metric(
+        "Agreement with people",
+        fmt(health["human_agreement"]),
+        help=f"On the {health['human_compared']} pairs both the judge and people judged.",
+    )
+    for warning in health["warnings"]:
+        st.warning(warning)
+with tabs[5]:
+    if board.likelihood:
+        st.plotly_chart(charts.likelihood_chart(board.likelihood), width="stretch", key="board_likelihood")
+        st.caption("Offline measure: how likely each contestant finds the held-out gold replies (local models only).")
+    else:
+        st.info("Persona likelihood is measured for local models on held-out prompts with gold replies.")
+with tabs[6]:
+    a, b, c = st.columns(3)
+    first = a.selectbox("Contestant", names, key="board_drill_a")
+    second = b.selectbox("against", [n for n in names if n != first], key="board_drill_b")
+    criteria = ["overall"] + list(board.by_trait)
+    criterion = c.selectbox("Criterion", criteria, key="board_drill_criterion")
+    shown = leaderboard.drill(board, first, second, criterion if criterion != "overall" else judge.OVERALL)
+    st.caption(f"{len(shown)} battles between {first} and {second}.")
+    for outcome in shown[:30]:
+        winner = {"a": outcome.a, "b": outcome.b}.get(outcome.winner, outcome.winner)
+        with st.expander(f"[{outcome.group}] {outcome.prompt[:80]} → {winner}"):
+            st.markdown(outcome.prompt)
+            left, right = st.columns(2)
+            left.markdown(f"**{outcome.a}**\n\n{outcome.response_a}")
+            right.markdown(f"**{outcome.b}**\n\n{outcome.response_b}")
+            for reason in outcome.reasons:
+                st.caption(f"{outcome.judge}: {reason}")
+with tabs[7]:
+    if st.button("Write the reports", key="board_write"):
+        st.session_state["board_reports"] = {k: str(v) for k, v in report.write(run_id).items()}
+    written = st.session_state.get("board_reports")
+    if written:
+        for kind, mime in (
+            ("json", "application/json"),
+            ("battles", "application/jsonl"),
+            ("markdown", "text/markdown"),
+            ("html", "text/html"),
+        ):
+            path = written[kind]
+            with open(path, "rb") as handle:
+                st.download_button(
+                    f"Download {path.rsplit('/', 1)[-1]}",
+                    handle.read(),
+                    file_name=path.rsplit("/", 1)[-1],
+                    mime=mime,
+                    key=f"board_download_{kind}",
+                )

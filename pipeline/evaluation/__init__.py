@@ -1,0 +1,1 @@
+"""Evaluation: contestants, prompt sets, judges, Bradley-Terry ratings, leaderboards and reports."""
