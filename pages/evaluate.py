@@ -81,29 +81,35 @@ with st.container(border=True):
         )
         max_tokens = a.number_input("Longest reply (tokens)", 16, 4096, 256, key="eval_tokens")
 
+plan = None
 try:
     custom = [block.strip() for block in typed.split("\n\n") if block.strip()]
     if upload is not None:
         custom += prompts.parse_prompt_file(upload.name, upload.getvalue())
-    plan = service.plan(
-        persona=persona.id,
-        contestants=chosen,
-        judge_model=judge_model,
-        dataset=None if dataset == "(none)" else dataset,
-        custom_prompts=custom,
-        adversarial=adversarial,
-        keep_going=keep_going,
-        held_out_limit=held_out,
-        max_battles=int(max_battles),
-        max_cost=float(max_cost),
-        target_width=float(target_width),
-        criteria_traits=criteria_traits,
-        trait_scores=trait_scores,
-        max_tokens=int(max_tokens),
-    )
+    if dataset == "(none)" and not custom:
+        st.info(
+            "Prompts come from a dataset's validation split (build one on the Datasets page) or from you: "
+            "type or upload some above."
+        )
+    else:
+        plan = service.plan(
+            persona=persona.id,
+            contestants=chosen,
+            judge_model=judge_model,
+            dataset=None if dataset == "(none)" else dataset,
+            custom_prompts=custom,
+            adversarial=adversarial,
+            keep_going=keep_going,
+            held_out_limit=held_out,
+            max_battles=int(max_battles),
+            max_cost=float(max_cost),
+            target_width=float(target_width),
+            criteria_traits=criteria_traits,
+            trait_scores=trait_scores,
+            max_tokens=int(max_tokens),
+        )
 except UserFacingError as exc:
     st.error(str(exc))
-    plan = None
 
 if plan is not None:
     cols = st.columns(5)
@@ -133,6 +139,7 @@ def runs_table() -> None:
     if not runs:
         st.info("No evaluations yet.")
         return
+    spent = jobs.costs([job.id for job in runs])
     table = pd.DataFrame(
         [
             {
@@ -142,6 +149,7 @@ def runs_table() -> None:
                 "progress": (job.progress_done / job.progress_total) if job.progress_total else 0.0,
                 "done": f"{job.progress_done} of {job.progress_total} {job.progress_unit}",
                 "now": job.message,
+                "cost so far": spent.get(job.id, 0.0),
                 "error": job.error or "",
             }
             for job in runs
@@ -152,7 +160,8 @@ def runs_table() -> None:
         hide_index=True,
         width="stretch",
         column_config={
-            "progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent")
+            "progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent"),
+            "cost so far": st.column_config.NumberColumn("Cost so far", format="$%.4f"),
         },
     )
     a, b, c = st.columns([2, 1, 1])

@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: give a persona name (export) or a YAML file (import)", file=sys.stderr)
         return 2
     try:
-        if args.command not in ("init", "db"):
+        # `ratings` reads a file and needs no database: skip the start-up work
+        if args.command not in ("init", "db", "ratings"):
             from pipeline import startup
 
             startup.init(with_model=False)  # migrations and sample personas, as the app does

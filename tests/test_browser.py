@@ -35,6 +35,9 @@ PAGES = [
     ("datasets", "Datasets"),
     ("train", "Train"),
     ("monitor", "Live monitoring"),
+    ("evaluate", "Evaluate"),
+    ("arena", "Arena"),
+    ("leaderboard", "Leaderboard"),
     ("playground", "Playground"),
 ]
 # Streamlit 1.67 testids: an alert's content is stAlertContent<Kind>; a lazily loaded widget shows

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from pipeline import jobs, personas, runfolder
+from pipeline import ingest, jobs, personas, runfolder
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import contestants as cs
 from pipeline.evaluation import judge, leaderboard, offline, prompts, report, results, service
 from pipeline.job_context import JobContext
-from pipeline.models import EvalResponse, LLMCall, ModelEntry, TraitScore
+from pipeline.models import EvalResponse, Job, LLMCall, ModelEntry, TraitScore
 from tests.conftest import write_secrets
 from tests.eval_seed import seed
 from tests.fakes.openai_server import FakeOpenAI
@@ -35,6 +35,8 @@ def run_here(job):
         return jobs.kind_function(job.kind)(ctx, dict(job.params))
     finally:
         ctx.finish("succeeded")
+        with session_scope() as session:  # as the monitor would, so pages see the finished run
+            ingest.ingest_job(session, session.get(Job, job.id))
 
 
 def favours_together(body: dict) -> str:

@@ -23,7 +23,7 @@ from sqlmodel import select
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import contestants as cs
-from pipeline.evaluation import judge, offline, ratings, report, results
+from pipeline.evaluation import judge, leaderboard, offline, ratings, report, results
 from pipeline.evaluation.prompts import Prompt, PromptSet
 from pipeline.job_context import JobContext
 from pipeline.llm import embedded, gateway
@@ -98,6 +98,8 @@ class Evaluation:
             await self.score_traits()
         paths = report.write(self.ctx.job_id, self.ctx.folder)
         report.update_registry(self.ctx.job_id)
+        headline = leaderboard.build(self.ctx.job_id, rounds=200).headline()
+        self.ctx.report_progress(self.settings.max_battles, self.settings.max_battles, message=headline)
         self.ctx.log(f"wrote {paths['json'].name}, {paths['markdown'].name} and {paths['html'].name}")
         return {k: str(v) for k, v in paths.items()}
 
@@ -239,7 +241,7 @@ class Evaluation:
         if ratings.separated(current, target_width=target):
             self.ctx.log("ratings separated" + (f" within ±{target / 2:.0f}" if target else "") + ": stopping early")
             return []
-        return ratings.next_pairs(current, remaining, self.settings.concurrency)
+        return ratings.next_pairs(current, remaining, self.settings.concurrency, target_width=target)
 
     def _save_missing(self, pair: tuple[str, str], prompt_id: int) -> None:
         prompt = self.prompts[prompt_id]

@@ -45,7 +45,7 @@ class Board:
         if self.offline:
             return (
                 "Offline judge: persona similarity (MiniLM embeddings): closeness to the gold-starred replies "
-                "minus closeness to the base model's plain reply. It measures style, not quality."
+                "minus closeness to the base model's usual replies. It measures style, not quality."
             )
         return f"LLM judge: {self.judge}"
 
@@ -55,6 +55,18 @@ class Board:
             key = "rated" if outcome.rated else outcome.winner
             found[key] = found.get(key, 0) + 1
         return found
+
+    def headline(self) -> str:
+        """One line for the home page: who leads, and how sure that is."""
+        if self.overall is None:
+            return "no rated battles"
+        top = self.overall.contestants[0]
+        rated = self.overall
+        line = f"{top} leads at {rated.rating[top]:.0f} ({rated.lower[top]:.0f}–{rated.upper[top]:.0f})"
+        if self.anchor in self.overall.rating and top != self.anchor:
+            p, lo, hi = self.overall.win_probability(top, self.anchor)
+            line += f", beating {self.anchor} {p:.0%} of the time ({lo:.0%}–{hi:.0%})"
+        return line + f" · {self.judge_label.split(':')[0]}"
 
     def statements(self) -> list[str]:
         """Plain-words win probabilities of each contestant against the anchor."""

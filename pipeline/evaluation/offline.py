@@ -1,9 +1,10 @@
 """Judges that need no key, labelled for what they measure.
 
 - **Persona similarity** (pairwise): how close a response is, in the packaged MiniLM embedding
-  space, to the persona's gold-starred replies, minus how close it is to the base model's plain
-  reply to the same prompt. It measures "sounds like the gold replies, not like the base model",
-  not quality; the leaderboard says so.
+  space, to the persona's gold-starred replies, minus how close it is to how the base model usually
+  sounds (the centroid of its plain replies to the *other* prompts: leaving the prompt's own reply
+  out keeps the base model from being compared with itself). It measures "sounds like the gold
+  replies, not like the base model", not quality; the leaderboard says so.
 - **Persona likelihood** (per contestant, local models only): the mean log-likelihood per token of
   held-out gold replies under the contestant, prompted as its mode says. A model that carries the
   persona in its weights finds the persona's replies more likely without the system prompt.
@@ -28,26 +29,31 @@ class SimilarityJudge:
 
     def __init__(self, gold: list[str], plain_by_prompt: dict[int, str]):
         self.gold = embeddings.embed(gold) if gold else np.zeros((0, 384), dtype=np.float32)
-        self.plain = plain_by_prompt
-        self._plain_vectors: dict[int, np.ndarray] = {}
+        ids = sorted(plain_by_prompt)
+        self._plain_ids = ids
+        self._plain = embeddings.embed([plain_by_prompt[i] for i in ids]) if ids else np.zeros((0, 384))
         self._scores: dict[tuple[int, str], float] = {}
+
+    def _base_style(self, prompt_id: int) -> np.ndarray | None:
+        others = [row for i, row in zip(self._plain_ids, self._plain, strict=True) if i != prompt_id]
+        if not others:
+            return None
+        centroid = np.mean(others, axis=0)
+        return centroid / (np.linalg.norm(centroid) or 1.0)
 
     def score(self, prompt_id: int, text: str) -> float:
         key = (prompt_id, text)
         if key not in self._scores:
             vector = embeddings.embed([text])[0]
             to_gold = float((self.gold @ vector).mean()) if len(self.gold) else 0.0
-            plain = self.plain.get(prompt_id)
-            if plain and prompt_id not in self._plain_vectors:
-                self._plain_vectors[prompt_id] = embeddings.embed([plain])[0]
-            to_plain = float(self._plain_vectors[prompt_id] @ vector) if plain else 0.0
-            self._scores[key] = to_gold - to_plain
+            style = self._base_style(prompt_id)
+            self._scores[key] = to_gold - (float(style @ vector) if style is not None else 0.0)
         return self._scores[key]
 
     def verdict(self, prompt_id: int, a: str, b: str) -> tuple[str, str]:
         score_a, score_b = self.score(prompt_id, a), self.score(prompt_id, b)
         verdict = "tie" if abs(score_a - score_b) < MARGIN else ("a" if score_a > score_b else "b")
-        reason = f"persona similarity A {score_a:+.3f}, B {score_b:+.3f} (gold replies minus base model's plain reply)"
+        reason = f"persona similarity A {score_a:+.3f}, B {score_b:+.3f} (gold replies minus base model)"
         return verdict, reason
 
 

@@ -22,10 +22,10 @@ def _cmd_ratings(args) -> int:
     if args.rounds < 0:
         raise UserFacingError("--rounds cannot be negative.")
     battles = ratings.read_battles_file(args.battles)
+    models = sorted({name for a, b, _ in battles for name in (a, b)})
+    if args.anchor and args.anchor not in models:
+        raise UserFacingError(f"--anchor {args.anchor!r} is not among the models in the file: {', '.join(models)}.")
     result = ratings.rate(battles, anchor=args.anchor, rounds=args.rounds, seed=args.seed)
-    if args.anchor and result.anchor is None:
-        models = ", ".join(sorted(result.rating))
-        raise UserFacingError(f"--anchor {args.anchor!r} is not among the models in {args.battles}: {models}.")
     if args.json:
         out = result.to_dict()
         out["parameters"] = {"file": args.battles, "anchor": args.anchor, "rounds": args.rounds, "seed": args.seed}
