@@ -53,7 +53,7 @@ for line in board.statements():
     st.markdown(f"- {line}")
 left, right = st.columns([3, 2])
 left.plotly_chart(
-    charts.ratings_chart(board.overall, f"Ratings · {board.judge_label}"), width="stretch", key="board_ratings"
+    charts.ratings_chart(board.overall, "Ratings, with 95% intervals"), width="stretch", key="board_ratings"
 )
 right.dataframe(pd.DataFrame(board.overall.table()), hide_index=True, width="stretch")
 

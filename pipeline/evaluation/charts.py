@@ -75,7 +75,7 @@ def matrix_chart(cells: pd.DataFrame, names: list[str], title: str) -> go.Figure
     figure.update_layout(
         title=_short(title),
         xaxis_title="against",
-        yaxis_title="contestant (wins–losses–ties)",
+        yaxis={"autorange": "reversed", "title": "contestant (wins–losses–ties)"},  # best first, as in the table
         height=HEIGHT + 40,
         margin={"l": 10, "r": 10, "t": 50, "b": 40},
     )
