@@ -28,7 +28,10 @@ pages = {
         st.Page("pages/arena.py", title="Arena", icon="🥊"),
         st.Page("pages/leaderboard.py", title="Leaderboard", icon="🏆"),
     ],
-    "Models": [st.Page("pages/playground.py", title="Playground", icon="💬")],
+    "Models": [
+        st.Page("pages/models.py", title="Models", icon="🗂️"),
+        st.Page("pages/playground.py", title="Playground", icon="💬"),
+    ],
 }
 navigation = st.navigation(pages)
 

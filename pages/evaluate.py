@@ -26,6 +26,7 @@ persona = by_name[st.selectbox("Persona", list(by_name), key="eval_persona")]
 
 models = service.model_choices()
 options = [contestants.Contestant(m, mode).name for m in models for mode in contestants.MODES]
+options += service.prompt_variants(persona.id)  # the registry's prompt-only baselines
 tuned = [m for m in contestants.fine_tuned_models() if m in models]
 base = f"local/{embedded.EMBEDDED_NAME}"
 default = [c.name for c in contestants.default_set(base, tuned[-1] if tuned else None) if c.name in options]

@@ -13,7 +13,10 @@ WITH, WITHOUT = "With the persona's system prompt", "Without it"
 NO_FALLBACK = "(no fallback)"
 
 st.title("Playground")
-st.caption("Talk to any configured model. Type a model name to use one that is not listed.")
+st.caption(
+    "Talk to any configured model (the persona's deployed model first). Type a model name to use one that is "
+    "not listed. ★ a reply to send it to Review."
+)
 
 models = catalog.available_models()
 persona_list = personas.list_personas()
@@ -25,6 +28,9 @@ mode = top[1].radio("System prompt", [WITH, WITHOUT], horizontal=True, disabled=
 compare = top[2].toggle("Side by side", help="Send each message to two models at once.")
 
 slots = 2 if compare else 1
+active = playground.default_model(persona_ids.get(persona_name))  # the persona's deployed model, if any
+if active not in models:
+    models = [active, *models]
 chains = []
 pick_columns = st.columns(slots)
 for slot, column in enumerate(pick_columns):
@@ -32,7 +38,7 @@ for slot, column in enumerate(pick_columns):
         model = st.selectbox(
             f"Model {'AB'[slot]}" if compare else "Model",
             models,
-            index=min(slot, len(models) - 1),
+            index=models.index(active) if slot == 0 else min(slot, len(models) - 1),
             accept_new_options=True,
             key=f"model_{slot}",
         )
@@ -68,12 +74,28 @@ def caption(turn: dict) -> str:
     return " · ".join(parts)
 
 
-def show(history: list[dict]) -> None:
-    for turn in history:
+def show(history: list[dict], key: str) -> None:
+    for index, turn in enumerate(history):
         with st.chat_message(turn["role"]):
             st.markdown(turn["content"])
             if turn.get("meta"):
                 st.caption(caption(turn))
+                if turn.get("starred"):
+                    st.caption("★ sent to Review as a gold-starred example")
+                elif st.button("★", key=f"star_{key}_{index}", help="A great reply: send it to Review, gold-starred."):
+                    try:
+                        playground.star_reply(
+                            persona_ids.get(persona_name),
+                            turn["meta"]["model_used"],
+                            history[:index],
+                            turn["content"],
+                            st.session_state.get("user_name", ""),
+                        )
+                    except UserFacingError as exc:
+                        st.error(str(exc))
+                    else:
+                        turn["starred"] = True
+                        st.rerun()
                 for attempt in turn["meta"]["attempts"]:
                     st.warning(
                         f"{attempt['model']} failed, so {turn['meta']['model_used']} answered: {attempt['error']}"
@@ -121,4 +143,4 @@ for column, key, chain in zip(columns, keys, chains, strict=True):
     with column:
         if compare:
             st.markdown(f"##### {chain[0]}")
-        show(conversations.get(key, []))
+        show(conversations.get(key, []), key)

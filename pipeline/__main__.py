@@ -269,12 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.datasets import cli as datasets_cli
     from pipeline.evaluation import cli as evaluation_cli
     from pipeline.evaluation import ratings_cli
+    from pipeline.registry import cli as registry_cli
     from pipeline.training import cli as training_cli
 
     datasets_cli.add_parser(sub)
     training_cli.add_parser(sub)
     evaluation_cli.add_parser(sub)
     ratings_cli.add_parser(sub)
+    registry_cli.add_parser(sub)
     return parser
 
 

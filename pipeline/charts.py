@@ -122,3 +122,25 @@ def token_histogram(counts: list[int], limit: int | None = None) -> go.Figure | 
         fig.add_vline(x=limit, line_dash="dash", line_color="#d64545", annotation_text=f"limit {limit:,}")
     fig.update_layout(title="Tokens per example", xaxis_title="tokens", yaxis_title="examples")
     return _layout(fig, 300)
+
+
+def model_comparison(rows: list[dict], figures: list[tuple[str, str]]) -> go.Figure | None:
+    """Two or three models side by side: one small bar chart per figure, each on its own scale."""
+    shown = [(key, label) for key, label in figures if any(isinstance(r.get(key), int | float) for r in rows)]
+    if len(rows) < 2 or not shown:
+        return None
+    columns = min(3, len(shown))
+    lines = -(-len(shown) // columns)
+    fig = make_subplots(rows=lines, cols=columns, subplot_titles=[label for _, label in shown])
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c"]
+    for index, (key, _) in enumerate(shown):
+        for number, row in enumerate(rows):
+            value = row.get(key) if isinstance(row.get(key), int | float) else None
+            fig.add_trace(
+                go.Bar(x=[row["name"]], y=[value], name=row["name"], legendgroup=row["name"],
+                       marker_color=palette[number % 3], showlegend=index == 0),
+                row=index // columns + 1,
+                col=index % columns + 1,
+            )  # fmt: skip
+    fig.update_xaxes(showticklabels=False)
+    return _layout(fig, 240 * lines + 60)

@@ -180,6 +180,23 @@ class ModelEntry(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class PromptVersion(SQLModel, table=True):
+    """A version of a persona's system prompt: the prompt-engineering baseline fine-tuning must beat."""
+
+    __table_args__ = (UniqueConstraint("persona_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    persona_id: int = Field(foreign_key="persona.id", index=True, ondelete="CASCADE")
+    version: int
+    system_prompt: str = _text()
+    source: str = ""  # "original", "edited", or the model that proposed it
+    based_on: list[int] = _json(list)  # example ids it was proposed from
+    notes: str = _text()
+    created_by: str = ""
+    active: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class DeploymentEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     model_id: int = Field(foreign_key="modelentry.id", index=True, ondelete="CASCADE")

@@ -70,3 +70,34 @@ def side_by_side(
         return await asyncio.gather(*(one(c, m) for c, m in zip(chains, requests, strict=True)))
 
     return asyncio.run(every())
+
+
+def default_model(persona_id: int | None) -> str:
+    """The persona's deployed model when it has one, else the embedded model."""
+    from pipeline import settings
+    from pipeline.registry import lifecycle
+
+    active = lifecycle.deployed(persona_id) if persona_id is not None else None
+    return active.reference if active is not None else settings.EMBEDDED_MODEL
+
+
+def star_reply(persona_id: int | None, model: str, history: list[dict], reply_text: str, by: str = "") -> int:
+    """A ★ on a playground reply: production feedback, sent to Review as a gold-starred pending example."""
+    from pipeline.db import session_scope
+    from pipeline.models import Example, messages_hash
+
+    if persona_id is None:
+        raise UserFacingError("Pick a persona: a starred reply becomes one of its examples.")
+    asked = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+    if not asked or not reply_text:
+        raise UserFacingError("There is no reply to star yet.")
+    messages = [{"role": "user", "content": asked}, {"role": "assistant", "content": reply_text}]
+    example = Example(persona_id=persona_id, source="playground", document=asked, document_title=asked[:60],
+                      response=reply_text, messages=messages, stage_models={"response": model}, gold_star=True,
+                      status="pending", notes=f"starred in the playground by {by or 'someone'}",
+                      document_words=len(asked.split()), response_words=len(reply_text.split()),
+                      content_hash=messages_hash(messages))  # fmt: skip
+    with session_scope() as session:
+        session.add(example)
+        session.flush()
+        return example.id

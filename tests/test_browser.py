@@ -38,6 +38,7 @@ PAGES = [
     ("evaluate", "Evaluate"),
     ("arena", "Arena"),
     ("leaderboard", "Leaderboard"),
+    ("models", "Models"),
     ("playground", "Playground"),
 ]
 # Streamlit 1.67 testids: an alert's content is stAlertContent<Kind>; a lazily loaded widget shows

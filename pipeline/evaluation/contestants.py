@@ -6,6 +6,7 @@ A contestant's name is its model with the prompt mode appended ("local/x", "loca
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlmodel import select
@@ -17,6 +18,8 @@ from pipeline.models import Example, ModelEntry, Persona
 MODES = {"plain": "", "prompt": " + prompt", "fewshot": " + prompt + few-shot"}
 MODE_LABELS = {"plain": "no system prompt", "prompt": "persona's system prompt", "fewshot": "system prompt + few-shot"}
 FEW_SHOT = 2  # gold-starred exchanges put before the prompt in few-shot mode
+VERSION_MODE = re.compile(r"v(\d+)(-fewshot)?")
+VERSION_NAME = re.compile(r" \+ prompt v(\d+)( \+ few-shot)?$")
 
 
 @dataclass(frozen=True)
@@ -26,17 +29,32 @@ class Contestant:
 
     @property
     def name(self) -> str:
+        version = VERSION_MODE.fullmatch(self.mode)
+        if version:  # a saved prompt version (the registry's prompt-only variants)
+            return f"{self.model} + prompt v{version[1]}" + (" + few-shot" if version[2] else "")
         return self.model + MODES[self.mode]
+
+    @property
+    def version(self) -> int | None:
+        found = VERSION_MODE.fullmatch(self.mode)
+        return int(found[1]) if found else None
+
+    @property
+    def few_shot(self) -> bool:
+        return self.mode == "fewshot" or self.mode.endswith("-fewshot")
 
     @classmethod
     def parse(cls, name: str) -> Contestant:
-        """`MODEL`, `MODEL + prompt`, `MODEL + prompt + few-shot`, or the command line's `MODEL:prompt`."""
+        """`MODEL`, `MODEL + prompt`, `MODEL + prompt + few-shot`, `MODEL + prompt v3`; `MODEL:prompt`, `MODEL:v3`."""
         name = name.strip()
+        version = VERSION_NAME.search(name)
+        if version:
+            return cls(name[: version.start()].strip(), f"v{version[1]}" + ("-fewshot" if version[2] else ""))
         for mode, suffix in sorted(MODES.items(), key=lambda kv: -len(kv[1])):
             if suffix and name.endswith(suffix):
                 return cls(name[: -len(suffix)].strip(), mode)
         model, sep, mode = name.rpartition(":")
-        if sep and mode in MODES:
+        if sep and (mode in MODES or VERSION_MODE.fullmatch(mode)):
             return cls(model, mode)
         if not name:
             raise UserFacingError("A contestant needs a model.")
@@ -89,7 +107,12 @@ def messages_for(contestant: Contestant, persona: Persona, conversation: list[di
     """What the contestant is sent: the conversation, with the system prompt and examples its mode adds."""
     if contestant.mode == "plain":
         return list(conversation)
-    prefix = [{"role": "system", "content": persona.system_prompt}]
-    if contestant.mode == "fewshot":
+    system = persona.system_prompt
+    if contestant.version is not None:
+        from pipeline.registry import prompts as prompt_versions
+
+        system = prompt_versions.get_version(persona.id, contestant.version).system_prompt
+    prefix = [{"role": "system", "content": system}]
+    if contestant.few_shot:
         prefix += few_shot
     return prefix + list(conversation)

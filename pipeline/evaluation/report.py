@@ -227,8 +227,8 @@ def update_registry(job_id: int) -> int:
     with session_scope() as session:
         for name in board.overall.contestants:
             contestant = Contestant.parse(name)
-            entry = session.exec(select(ModelEntry).where(ModelEntry.reference == contestant.model)).first()
-            if entry is None:
+            entries = session.exec(select(ModelEntry).where(ModelEntry.reference == contestant.model)).all()
+            if not entries:
                 continue
             mine = scores[scores["contestant"] == name] if not scores.empty else scores
             figures_ = {
@@ -244,9 +244,10 @@ def update_registry(job_id: int) -> int:
                 "trait_scores": {r["trait"]: r["mean"] for r in mine.to_dict(orient="records")},
                 "consistency": float(mine["spread"].mean()) if not mine.empty else None,
             }
-            quality = dict(entry.metrics.get("quality", {}))
-            quality[contestant.mode] = _clean(figures_)
-            entry.metrics = {**entry.metrics, "quality": quality}
-            session.add(entry)
-            updated += 1
+            for entry in entries:  # a base model and its prompt-only variants share a reference
+                quality = dict(entry.metrics.get("quality", {}))
+                quality[contestant.mode] = _clean(figures_)
+                entry.metrics = {**entry.metrics, "quality": quality}
+                session.add(entry)
+                updated += 1
     return updated

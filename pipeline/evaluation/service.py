@@ -28,6 +28,19 @@ def model_choices() -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def prompt_variants(persona_id: int) -> list[str]:
+    """Contestant names of the persona's prompt-only variants in the registry (base model + a prompt version)."""
+    from pipeline.registry import prompts as prompt_versions
+
+    with session_scope() as session:
+        rows = session.exec(
+            select(ModelEntry).where(ModelEntry.backend == "prompt", ModelEntry.persona_id == persona_id)
+        ).all()
+    return [
+        cs.Contestant(row.reference, prompt_versions.variant_mode(row)).name for row in rows if row.status != "archived"
+    ]
+
+
 def judge_choices() -> list[str]:
     """The offline judge first (no key needed), then every model that is not local (too small to judge)."""
     return ["offline"] + [m for m in catalog.available_models() if not m.startswith("local/")]

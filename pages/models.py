@@ -1,0 +1,166 @@
+from pages import route_through_app
+
+route_through_app()
+
+import pandas as pd
+import streamlit as st
+
+from pipeline import charts, personas
+from pipeline.errors import UserFacingError
+from pipeline.evaluation import service as evaluation
+from pipeline.registry import export, figures, lifecycle
+from pipeline.registry import prompts as prompt_versions
+
+st.title("Models")
+st.caption(
+    "Every model the studio knows: the embedded base, fine-tuned models and prompt-only variants, with their "
+    "quality, speed, size, cost and training figures. Deploy one as a persona's model; roll back; archive."
+)
+who = st.session_state.get("user_name", "")
+persona_list = personas.list_personas()
+by_name = {p.name: p for p in persona_list}
+scope = st.selectbox("Persona", ["(all)", *by_name], key="models_persona")
+persona = by_name.get(scope)
+
+entries = lifecycle.list_models(persona.id if persona else None)
+rows = [figures.summary(entry) for entry in entries]
+table = pd.DataFrame(rows)
+st.dataframe(table[[c for c in figures.HEADLINE if c in table.columns]], hide_index=True, width="stretch")
+with st.expander("Every figure"):
+    st.dataframe(table, hide_index=True, width="stretch")
+if persona is not None:
+    active = lifecycle.deployed(persona.id)
+    st.markdown(
+        f"**Deployed for {persona.name}:** {active.name if active else 'none yet (the embedded model answers)'}"
+    )
+
+names = [e.name for e in entries]
+chosen_name = st.selectbox("Model", names, key="models_pick")
+entry = next(e for e in entries if e.name == chosen_name)
+tabs = st.tabs(["Deploy", "Compare", "Export", "Performance", "History", "Prompt versions"])
+
+with tabs[0]:
+    a, b = st.columns([2, 1])
+    target = a.selectbox("Serve persona", list(by_name), key="models_deploy_persona",
+                         index=list(by_name).index(persona.name) if persona else 0)  # fmt: skip
+    notes = b.text_input("Notes", key="models_notes", placeholder="why")
+    c1, c2, c3 = st.columns(3)
+    try:
+        if c1.button("Deploy", type="primary", key="models_deploy", disabled=entry.status == "archived"):
+            lifecycle.deploy(entry.id, by_name[target].id, who, notes)
+            st.success(f"{entry.name} now serves {target}.")
+        if c2.button(f"Roll back {target}", key="models_rollback"):
+            back = lifecycle.rollback(by_name[target].id, who, notes)
+            st.success(f"Rolled back: {back.name} serves {target} again.")
+        if entry.status == "archived":
+            if c3.button("Restore as a candidate", key="models_restore"):
+                lifecycle.restore(entry.id, who, notes)
+                st.success(f"{entry.name} is a candidate again.")
+        elif c3.button("Archive", key="models_archive"):
+            lifecycle.archive(entry.id, who, notes)
+            st.success(f"Archived {entry.name}.")
+    except UserFacingError as exc:
+        st.error(str(exc))
+
+with tabs[1]:
+    picked = st.multiselect("Compare two or three models", names, max_selections=3, key="models_compare",
+                            default=names[:2] if len(names) >= 2 else names)  # fmt: skip
+    figure = charts.model_comparison([r for r in rows if r["name"] in picked], figures.COMPARED)
+    if figure is None:
+        st.info("Pick two or three models that have figures (run an evaluation or measure performance first).")
+    else:
+        st.plotly_chart(figure, width="stretch", key="models_compare_chart")
+
+with tabs[2]:
+    serving = None
+    try:
+        serving = export.vllm_command(entry)
+    except UserFacingError as exc:
+        st.info(str(exc))
+    a, b = st.columns(2)
+    for column, merged, label in (
+        (a, False, "Export the adapter (zip + model card)"),
+        (b, True, "Export merged weights"),
+    ):
+        if column.button(label, key=f"models_export_{merged}"):
+            try:
+                path = export.export_merged(entry.id) if merged else export.export_adapter(entry.id)
+            except UserFacingError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["models_export_path"] = str(path)
+    path = st.session_state.get("models_export_path")
+    if path and entry.name.lower() in path.lower():
+        with open(path, "rb") as handle:
+            st.download_button(f"Download {path.rsplit('/', 1)[-1]}", handle.read(), file_name=path.rsplit("/", 1)[-1],
+                               mime="application/zip", key="models_download")  # fmt: skip
+    if serving:
+        st.markdown("**Serve it with vLLM** (an OpenAI-compatible endpoint):")
+        st.code(serving["command"], language="bash")
+        st.markdown(f"Endpoint: `{serving['endpoint']}`. Add it to the studio as a model in `.streamlit/secrets.toml`:")
+        st.code(serving["secrets_snippet"], language="toml")
+
+with tabs[3]:
+    st.caption(f"Measured on a fixed set of {len(figures.PROMPTS)} prompts, so models compare fairly.")
+    if st.button("Measure performance", key="models_bench"):
+        with st.spinner("Measuring…"):
+            try:
+                figures.measure_performance(entry.id)
+            except UserFacingError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
+    st.json(entry.metrics.get("performance") or {"performance": "not measured yet"})
+
+with tabs[4]:
+    events = lifecycle.history(model_id=entry.id)
+    if events:
+        st.dataframe(pd.DataFrame(events).drop(columns=["config"]), hide_index=True, width="stretch")
+    else:
+        st.info("No deploy, rollback or archive yet.")
+
+with tabs[5]:
+    if persona is None:
+        st.info("Pick a persona above to see and improve its system prompt versions.")
+    else:
+        if "models_flash" in st.session_state:
+            st.success(st.session_state.pop("models_flash"))
+        versions = prompt_versions.versions(persona.id)
+        st.dataframe(
+            pd.DataFrame([{"version": v.version, "active": "●" if v.active else "", "source": v.source,
+                           "created": v.created_at, "prompt": v.system_prompt} for v in versions]),
+            hide_index=True, width="stretch",
+        )  # fmt: skip
+        a, b = st.columns([2, 1])
+        proposer = a.selectbox("Propose an improved prompt with", evaluation.model_choices(), key="models_proposer")
+        if b.button("Propose from the best examples", key="models_propose"):
+            try:
+                made = prompt_versions.propose(persona.id, proposer, by=who)
+            except UserFacingError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["models_flash"] = f"Saved as version {made.version}."
+                st.rerun()  # the table above shows the new version
+        text = st.text_area("Or write a version", key="models_prompt_text", height=100)
+        if st.button("Save as a new version", key="models_prompt_save"):
+            try:
+                made = prompt_versions.add_version(persona.id, text, by=who)
+            except UserFacingError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["models_flash"] = f"Saved as version {made.version}."
+                st.rerun()  # the table above shows the new version
+        numbers = [v.version for v in versions]
+        a, b, c = st.columns(3)
+        version = a.selectbox("Version", numbers, index=len(numbers) - 1, key="models_version")
+        base = b.selectbox("Base model for a prompt-only variant", evaluation.model_choices(), key="models_base")
+        few_shot = c.checkbox("With few-shot examples", key="models_fewshot")
+        a, b = st.columns(2)
+        if a.button("Activate this version", key="models_activate"):
+            prompt_versions.activate(persona.id, version)
+            st.success(f"Version {version} is now {persona.name}'s system prompt.")
+        if b.button("Add as a prompt-only model", key="models_variant"):
+            variant = prompt_versions.create_variant(persona.id, base, version, few_shot)
+            st.success(f"{variant.name} is in the registry and can be a contestant on the Evaluate page.")
+        if len(numbers) > 1:
+            st.code(prompt_versions.diff(persona.id, numbers[-2], numbers[-1]) or "(no difference)", language="diff")

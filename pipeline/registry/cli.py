@@ -1,0 +1,73 @@
+"""`python -m pipeline models list|show|deploy|rollback|archive|restore|export|bench`: the Models page, scripted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ACTIONS = ["list", "show", "deploy", "rollback", "archive", "restore", "export", "bench"]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="the model registry: list, show, deploy, roll back, archive, export, bench")
+    p.add_argument("models_action", choices=ACTIONS, metavar="ACTION", help=" | ".join(ACTIONS))
+    p.add_argument("model", nargs="?", help="a model's name, id or reference (rollback: a persona)")
+    p.add_argument("--persona", help="deploy: the persona it serves (default: the one it was trained for)")
+    p.add_argument("--notes", default="", help="why: kept in the history")
+    p.add_argument("--merged", action="store_true", help="export: merged weights instead of the adapter")
+    p.add_argument("--output", type=Path, help="export: copy the zip here")
+    p.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    p.set_defaults(func=_cmd_models)
+
+
+def _cmd_models(args) -> int:
+    from pipeline import jobs, personas
+    from pipeline.errors import UserFacingError
+    from pipeline.registry import export, figures, lifecycle
+
+    action, who = args.models_action, jobs.default_user()
+    if action == "list":
+        rows = [figures.summary(entry) for entry in lifecycle.list_models()]
+        if args.json:
+            print(json.dumps(rows, indent=2, default=str))
+        else:
+            for row in rows:
+                print(f"{row['name']:<48} {row['backend']:<9} {row['status']:<10} {row.get('rating') or ''}")
+        return 0
+    if action == "rollback":
+        if not args.model and not args.persona:
+            raise UserFacingError("Say which persona to roll back: `models rollback PERSONA`.")
+        entry = lifecycle.rollback(personas.get_persona(args.persona or args.model).id, who, args.notes)
+        print(f"Rolled back: {entry.name} is deployed again.")
+        return 0
+    if not args.model:
+        raise UserFacingError(f"Say which model: `models {action} NAME`.")
+    entry = lifecycle.get(args.model)
+    if action == "show":
+        shown = {"summary": figures.summary(entry), "history": lifecycle.history(model_id=entry.id)}
+        print(json.dumps(shown, indent=2, default=str))
+    elif action == "deploy":
+        persona_id = personas.get_persona(args.persona).id if args.persona else None
+        entry = lifecycle.deploy(entry.id, persona_id, who, args.notes)
+        print(f"Deployed {entry.name}.")
+    elif action == "archive":
+        print(f"Archived {lifecycle.archive(entry.id, who, args.notes).name}.")
+    elif action == "restore":
+        print(f"{lifecycle.restore(entry.id, who, args.notes).name} is a candidate again.")
+    elif action == "export":
+        path = export.export_merged(entry.id) if args.merged else export.export_adapter(entry.id)
+        if args.output:
+            path = Path(shutil.copy(path, args.output))
+        print(path)
+        serving = export.vllm_command(entry)
+        print(
+            f"serve it: {serving['command']}\nthen add it to the studio:\n{serving['secrets_snippet']}", file=sys.stderr
+        )
+    elif action == "bench":
+        result = figures.measure_performance(entry.id)
+        print(json.dumps(result, indent=2, default=str) if args.json else
+              f"{entry.name}: {result['tokens_per_s']:.1f} tokens/s, first token {result['ttft_ms']:.0f} ms, "
+              f"latency p50 {result['latency_p50_ms']:.0f} ms, p95 {result['latency_p95_ms']:.0f} ms")  # fmt: skip
+    return 0
