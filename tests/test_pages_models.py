@@ -64,3 +64,26 @@ def test_prompt_versions_are_saved_activated_and_become_contestants_from_the_pag
     assert [v.version for v in prompt_versions.versions(persona_id)] == [1, 2]
     evaluate = open_app("pages/evaluate.py")
     assert "local/smollm2-135m-instruct + prompt v2" in evaluate.multiselect(key="eval_contestants").options
+
+
+def test_the_playground_opens_on_the_deployed_model_and_a_star_sends_the_reply_to_review(endpoints):
+    from sqlmodel import select
+
+    from pipeline.db import session_scope
+    from pipeline.models import Example, ModelEntry
+
+    personas.seed_samples()
+    persona_id = personas.get_persona("collaborative").id
+    with session_scope() as session:
+        session.add(ModelEntry(name="primary", reference="primary", backend="endpoint", persona_id=persona_id))
+    lifecycle.deploy("primary", persona_id)
+    at = open_app("pages/playground.py")
+    assert at.selectbox(key="model_0").value == "primary"  # the persona's deployed model
+    at.chat_input[0].set_value("Our launch slipped. What now?").run()
+    star = next(b for b in at.button if b.proto.label == "★")
+    star.click().run()
+    assert not at.exception
+    assert any("sent to Review" in c.value for c in at.chat_message[1].caption)
+    with session_scope() as session:
+        [example] = session.exec(select(Example)).all()
+    assert example.gold_star and example.response == "Primary answer." and example.status == "pending"
