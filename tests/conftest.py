@@ -50,3 +50,18 @@ def endpoints():
             f'[endpoints.backup]\napi_base = "{backup.api_base}"\nmodel = "backup-model"\n'
         )
         yield primary, backup
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch) -> Path:
+    """A models folder of this test's own (adapters land here), with the shared embedded model linked in,
+    and the tiny model for fast training and export tests."""
+    from pipeline.llm import embedded
+    from tests.tiny_model import make_tiny_model
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / embedded.EMBEDDED_NAME).symlink_to(SHARED_MODELS / embedded.EMBEDDED_NAME)
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(folder))
+    make_tiny_model()
+    return folder

@@ -18,16 +18,11 @@ from pipeline.llm import catalog, embedded
 from pipeline.models import ModelEntry
 from pipeline.registry import export
 from tests.conftest import write_secrets
-from tests.test_registry_figures import ADAPTER, CONFIG, add_entry, make_adapter, own_models_dir, register_adapter
+from tests.test_registry_figures import ADAPTER, CONFIG, add_entry, make_adapter, register_adapter
 from tests.tiny_model import TINY
 
 QUALITY = {"plain": {"rating": 1042.5, "lower": 1001.0, "upper": 1080.0, "win_rate_vs_base": 0.56,
                      "trait_scores": {"warm": 4.2}, "consistency": 0.4, "judge": "openai/gpt-4.1-mini"}}  # fmt: skip
-
-
-@pytest.fixture
-def models(tmp_path, monkeypatch) -> Path:
-    return own_models_dir(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pipeline.errors import UserFacingError
 from pipeline.llm import embedded
 from pipeline.models import Dataset, Job, LLMCall, ModelEntry, Persona, PromptVersion, TrainingMetric
 from pipeline.registry import figures
-from tests.conftest import SHARED_MODELS
 from tests.tiny_model import TINY, make_tiny_model
 
 ADAPTER = "tiny-persona"
@@ -67,21 +66,6 @@ def add_entry(**values) -> ModelEntry:
         session.flush()
         session.refresh(entry)
         return entry
-
-
-def own_models_dir(tmp_path: Path, monkeypatch) -> Path:
-    """A models folder of this test's own, with the shared embedded model linked in, and the tiny model."""
-    folder = tmp_path / "models"
-    folder.mkdir()
-    (folder / embedded.EMBEDDED_NAME).symlink_to(SHARED_MODELS / embedded.EMBEDDED_NAME)
-    monkeypatch.setenv("STUDIO_MODELS_DIR", str(folder))
-    make_tiny_model()
-    return folder
-
-
-@pytest.fixture
-def models(tmp_path, monkeypatch) -> Path:
-    return own_models_dir(tmp_path, monkeypatch)
 
 
 @pytest.fixture

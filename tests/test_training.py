@@ -24,20 +24,9 @@ from pipeline.review import actions
 from pipeline.review.filters import ExampleFilter
 from pipeline.training import config as cfg
 from pipeline.training import service
-from tests.conftest import REPO, SHARED_MODELS
+from tests.conftest import REPO
 from tests.seed import add_examples
-from tests.tiny_model import TINY, make_tiny_model
-
-
-@pytest.fixture
-def models(tmp_path, monkeypatch) -> Path:
-    """A models folder of this test's own (adapters land here), with the shared embedded model linked in."""
-    folder = tmp_path / "models"
-    folder.mkdir()
-    (folder / embedded.EMBEDDED_NAME).symlink_to(SHARED_MODELS / embedded.EMBEDDED_NAME)
-    monkeypatch.setenv("STUDIO_MODELS_DIR", str(folder))
-    make_tiny_model()
-    return folder
+from tests.tiny_model import TINY
 
 
 @pytest.fixture

@@ -112,21 +112,26 @@ class Judgement:
     cost_usd: float = 0.0
 
 
-async def judge_pair(model: str, criterion: Criterion, prompt: str, a: str, b: str, order: str, job_id=None):
-    """One order of one pair on one criterion. Provider failures raise (the caller waits and retries)."""
-    first, second = (a, b) if order == "ab" else (b, a)
-    messages = pair_messages(criterion, prompt, first, second)
+async def _ask(messages: list[dict], model: str, parse, job_id) -> tuple:
+    """(what `parse` found or None, the answer, its cost): an answer without it is asked again, once."""
     cost, text = 0.0, ""
-    for _ in range(2):  # one retry for an answer without a verdict
+    for _ in range(2):
         result = await gateway.achat(
             messages, model, temperature=0, max_tokens=MAX_TOKENS, purpose="judge", job_id=job_id, cache=False
         )
         cost += result.cost_usd
         text = result.text
-        mark = parse_verdict(text)
-        if mark is not None:
-            return Judgement(from_position(mark, order), text.strip(), cost)
-    return Judgement("unparsed", text.strip(), cost)
+        found = parse(text)
+        if found is not None:
+            return found, text.strip(), cost
+    return None, text.strip(), cost
+
+
+async def judge_pair(model: str, criterion: Criterion, prompt: str, a: str, b: str, order: str, job_id=None):
+    """One order of one pair on one criterion. Provider failures raise (the caller waits and retries)."""
+    first, second = (a, b) if order == "ab" else (b, a)
+    mark, text, cost = await _ask(pair_messages(criterion, prompt, first, second), model, parse_verdict, job_id)
+    return Judgement(from_position(mark, order), text, cost)
 
 
 async def score_trait(
@@ -140,17 +145,7 @@ async def score_trait(
         + f"\nRubric: {RUBRIC}\n\n[The message]\n{prompt}\n\n[The response]\n{response}\n[End of response]"
     )
     messages = [{"role": "system", "content": TRAIT_SYSTEM}, {"role": "user", "content": user}]
-    cost, text = 0.0, ""
-    for _ in range(2):
-        result = await gateway.achat(
-            messages, model, temperature=0, max_tokens=MAX_TOKENS, purpose="judge", job_id=job_id, cache=False
-        )
-        cost += result.cost_usd
-        text = result.text
-        score = parse_score(text)
-        if score is not None:
-            return score, text.strip(), cost
-    return None, text.strip(), cost
+    return await _ask(messages, model, parse_score, job_id)
 
 
 def family(model: str) -> str:
