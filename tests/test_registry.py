@@ -213,3 +213,22 @@ def test_the_models_command_deploys_rolls_back_lists_and_refuses_clearly(persona
     assert main(["models", "archive", "ft-one"]) == 1
     assert "is deployed" in capsys.readouterr().err
     assert main(["models", "export", "smollm2-135m-instruct"]) == 1  # a full model has no adapter
+
+
+def test_the_embedded_base_is_registered_once_even_when_asked_from_many_threads_at_once():
+    errors = []
+
+    def ask():
+        try:
+            lifecycle.ensure_embedded_entry()
+        except Exception as exc:  # noqa: BLE001 - any error is the failure this test looks for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with session_scope() as session:
+        rows = session.exec(select(ModelEntry).where(ModelEntry.backend == "embedded")).all()
+    assert not errors and len(rows) == 1

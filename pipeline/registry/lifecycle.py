@@ -9,6 +9,7 @@ each action runs in one transaction, the last write wins, and both are in the hi
 from __future__ import annotations
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from pipeline import settings
@@ -19,17 +20,23 @@ from pipeline.models import DeploymentEvent, Job, ModelEntry, Persona, utcnow
 STATUSES = ("candidate", "deployed", "archived")
 
 
+def _embedded_entry() -> ModelEntry | None:
+    with session_scope() as session:
+        return session.exec(select(ModelEntry).where(ModelEntry.reference == settings.EMBEDDED_MODEL)).first()
+
+
 def ensure_embedded_entry() -> ModelEntry:
     """The embedded base model is in the registry from the start: it is the baseline of everything."""
-    name = settings.EMBEDDED_MODEL.removeprefix("local/")
-    with session_scope() as session:
-        entry = session.exec(select(ModelEntry).where(ModelEntry.reference == settings.EMBEDDED_MODEL)).first()
-        if entry is None:
-            entry = ModelEntry(name=name, reference=settings.EMBEDDED_MODEL, base_model=name, backend="embedded")
-            session.add(entry)
-            session.flush()
-            session.refresh(entry)
+    entry = _embedded_entry()
+    if entry is not None:
         return entry
+    name = settings.EMBEDDED_MODEL.removeprefix("local/")
+    try:
+        with session_scope() as session:
+            session.add(ModelEntry(name=name, reference=settings.EMBEDDED_MODEL, base_model=name, backend="embedded"))
+    except IntegrityError:
+        pass  # another process or thread added it at the same moment: theirs is as good
+    return _embedded_entry()
 
 
 def list_models(persona_id: int | None = None, include_archived: bool = True) -> list[ModelEntry]:

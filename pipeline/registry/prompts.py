@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from pipeline.db import session_scope
@@ -37,6 +38,13 @@ def _ensure_original(session, persona: Persona) -> None:
 
 
 def versions(persona_id: int) -> list[PromptVersion]:
+    try:
+        return _versions(persona_id)
+    except IntegrityError:  # two first looks at once both wrote version 1: the other's stands
+        return _versions(persona_id)
+
+
+def _versions(persona_id: int) -> list[PromptVersion]:
     with session_scope() as session:
         persona = session.get(Persona, persona_id)
         if persona is None:
