@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: run test lint browser clean-venv
+.PHONY: run test lint browser postgres clean-venv
 
 $(STAMP): requirements.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,16 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: install Debian's chromium package for the browser test"; fi; }
 
-test: $(STAMP) browser
+# Debian's PostgreSQL: the store, jobs, review, datasets and registry tests run a second time on a
+# throwaway cluster the tests start themselves (tests/postgres.py). Without it those runs are skipped.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=120 \
+	        postgresql >/dev/null; } || echo "could not install postgresql: its test runs will be skipped"; \
+	  else echo "postgresql missing: install Debian's postgresql package for the PostgreSQL test runs"; fi; }
+
+test: $(STAMP) browser postgres
 	$(PY) -m pipeline init
 	$(PY) -m pytest
 

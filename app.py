@@ -4,7 +4,8 @@ import os
 
 import streamlit as st
 
-from pipeline import monitor, settings, startup
+from pipeline import settings, startup
+from pipeline.jobs import monitor
 
 st.set_page_config(page_title="Persona Studio", page_icon="🎭", layout="wide")
 startup.init(with_model=False)  # migrations and sample personas; cheap once done

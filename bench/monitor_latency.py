@@ -46,7 +46,7 @@ def measure(rate: float, seconds: float, env_extra: dict) -> dict:
     )
     job_id = int(submit.stdout.strip())
     monitor = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.monitor"],
+        [sys.executable, "-m", "pipeline.jobs.monitor"],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,

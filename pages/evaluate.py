@@ -5,10 +5,11 @@ route_through_app()
 import pandas as pd
 import streamlit as st
 
-from pipeline import job_board, jobs, personas
+from pipeline import jobs, personas
 from pipeline.datasets import build
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import contestants, prompts, service
+from pipeline.jobs import board
 from pipeline.llm import embedded
 
 st.title("Evaluate")
@@ -146,7 +147,7 @@ def runs_table() -> None:
             {
                 "run": job.id,
                 "name": job.name,
-                "status": job_board.badge(job),
+                "status": board.badge(job),
                 "progress": (job.progress_done / job.progress_total) if job.progress_total else 0.0,
                 "done": f"{job.progress_done} of {job.progress_total} {job.progress_unit}",
                 "now": job.message,

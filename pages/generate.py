@@ -5,10 +5,11 @@ route_through_app()
 import pandas as pd
 import streamlit as st
 
-from pipeline import job_board, jobs, personas, settings
+from pipeline import jobs, personas, settings
 from pipeline.errors import UserFacingError
 from pipeline.generation import service
 from pipeline.generation.config import DOCUMENT_TYPES
+from pipeline.jobs import board
 from pipeline.llm import catalog
 
 st.title("Generate")
@@ -73,7 +74,7 @@ if guess:
     cols[0].metric("Model calls", f"{guess.calls:,}")
     cols[1].metric("Tokens (about)", f"{guess.prompt_tokens + guess.completion_tokens:,}")
     cols[2].metric("Cost (about)", "unknown price" if guess.cost_usd is None else f"${guess.cost_usd:,.2f}")
-    cols[3].metric("Time (about)", job_board.duration(guess.seconds))
+    cols[3].metric("Time (about)", board.duration(guess.seconds))
     if st.button("Start generating", type="primary"):
         try:
             job = service.start(params, started_by=st.session_state.get("user_name", ""))
@@ -117,7 +118,7 @@ def live_run():
         st.info("No generation runs yet.")
         return
     ids = [r.id for r in runs]
-    labels = {r.id: f"#{r.id} · {r.name} · {job_board.badge(r)}" for r in runs}
+    labels = {r.id: f"#{r.id} · {r.name} · {board.badge(r)}" for r in runs}
     if st.session_state.get("generation_run") not in ids:
         st.session_state["generation_run"] = ids[0]
     run = service.view(st.selectbox("Run", ids, format_func=labels.get, key="generation_run"))
@@ -128,7 +129,7 @@ def live_run():
         min(done / run.planned, 1.0) if run.planned else 0.0,
         text=f"{done} of {run.planned} examples · {run.ready} ready · {run.failed} failed"
         + (f" · {run.flagged} flagged as near-duplicates" if run.flagged else "")
-        + (f" · ETA {job_board.duration(timing.eta_s)}" if timing.eta_s else ""),
+        + (f" · ETA {board.duration(timing.eta_s)}" if timing.eta_s else ""),
     )
     if job.status == "failed":
         st.error(f"The run stopped: {job.error}")

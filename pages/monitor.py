@@ -5,8 +5,9 @@ route_through_app()
 import pandas as pd
 import streamlit as st
 
-from pipeline import charts, job_board, jobs
+from pipeline import charts, jobs
 from pipeline.errors import UserFacingError
+from pipeline.jobs import board
 
 st.title("Live monitoring")
 st.caption("Every generation, training and evaluation job, live. Jobs keep running if you close the browser.")
@@ -19,7 +20,7 @@ if st.button("Run a worker check", help="A short job that checks the background 
 
 @st.fragment(run_every=2)
 def live_board():
-    table = job_board.rows()
+    table = board.rows()
     if not table:
         st.info("No jobs yet. Work you start on the other pages appears here.")
         return
@@ -45,10 +46,10 @@ def live_board():
     chosen = st.session_state.get("monitor_job")
     st.session_state["monitor_job"] = chosen if chosen in ids else ids[0]
     job_id = st.selectbox("Show job", ids, format_func=labels.get, key="monitor_job")
-    show_job(job_board.detail(job_id))
+    show_job(board.detail(job_id))
 
 
-def show_job(detail: job_board.JobDetail) -> None:
+def show_job(detail: board.JobDetail) -> None:
     job = detail.job
     a, b, c, d = st.columns(4)
     a.metric("Status", detail.badge)

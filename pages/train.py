@@ -5,9 +5,9 @@ route_through_app()
 import pandas as pd
 import streamlit as st
 
-from pipeline import job_board
 from pipeline.datasets import build, targets
 from pipeline.errors import UserFacingError
+from pipeline.jobs import board
 from pipeline.training import hardware, service
 from pipeline.training.config import DEFAULT_BASE, PRESETS, from_preset, preset_values
 
@@ -76,7 +76,7 @@ cols[0].metric("Examples", f"{plan.examples:,}")
 cols[1].metric("Tokens per epoch", f"{plan.tokens_per_epoch:,}")
 cols[2].metric("Billed tokens", f"{plan.billed_tokens:,}")
 cols[3].metric("Cost (estimate)", "unknown" if plan.cost_usd is None else f"${plan.cost_usd:,.2f}")
-cols[4].metric("Time (estimate)", job_board.duration(plan.seconds) if plan.seconds else "set by the provider")
+cols[4].metric("Time (estimate)", board.duration(plan.seconds) if plan.seconds else "set by the provider")
 if backend == "local":
     st.caption(f"Runs on {hardware.detect().description}. LoRA r={config.lora_r}, alpha={config.lora_alpha}.")
 for problem in plan.problems:

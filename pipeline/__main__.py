@@ -133,10 +133,11 @@ def _cmd_import_transcripts(args) -> int:
 
 
 def _cmd_jobs(args) -> int:
-    from pipeline import job_board, jobs
+    from pipeline import jobs
+    from pipeline.jobs import board
 
     if args.action == "list":
-        rows = job_board.rows()
+        rows = board.rows()
         if not rows:
             print("No jobs yet.")
         for row in rows:
@@ -148,7 +149,7 @@ def _cmd_jobs(args) -> int:
     if args.job_id is None:
         raise UserFacingError(f"`jobs {args.action}` needs a job id.")
     if args.action == "show":
-        detail = job_board.detail(args.job_id)
+        detail = board.detail(args.job_id)
         job = detail.job
         print(f"Job #{job.id}: {job.name} ({job.kind}), {detail.badge}")
         print(
@@ -163,7 +164,7 @@ def _cmd_jobs(args) -> int:
         jobs.request_cancel(args.job_id)
         print(f"Cancel requested for job {args.job_id}; the monitor stops it.")
     elif args.action == "logs":
-        print(job_board.detail(args.job_id, log_lines=args.lines).log)
+        print(board.detail(args.job_id, log_lines=args.lines).log)
     elif args.action == "resume":
         jobs.requeue(args.job_id)
         print(f"Job {args.job_id} is queued again; the monitor picks it up where it stopped.")
@@ -171,7 +172,7 @@ def _cmd_jobs(args) -> int:
 
 
 def _cmd_monitor(args) -> int:
-    from pipeline import monitor
+    from pipeline.jobs import monitor
 
     return monitor.main()
 
@@ -286,12 +287,19 @@ def main(argv: list[str] | None = None) -> int:
         print("error: give a persona name (export) or a YAML file (import)", file=sys.stderr)
         return 2
     try:
-        # `ratings` reads a file and needs no database: skip the start-up work
-        if args.command not in ("init", "db", "ratings"):
+        # `ratings` reads a file and needs no database; `jobs` needs only the migrated store
+        if args.command == "jobs":
+            from pipeline.db import get_engine
+
+            get_engine()
+        elif args.command not in ("init", "db", "ratings"):
             from pipeline import startup
 
             startup.init(with_model=False)  # migrations and sample personas, as the app does
-        return args.func(args)
+        from pipeline.jobs import keys
+
+        with keys.command_line():  # jobs queued from here must not count on this shell's keys
+            return args.func(args)
     except UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

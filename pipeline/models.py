@@ -41,7 +41,10 @@ class Persona(SQLModel, table=True):
 
 
 class Job(SQLModel, table=True):
-    """One long piece of work (generation, training, evaluation). The monitor owns its status."""
+    """One long piece of work (generation, training, evaluation).
+
+    Its status changes only through pipeline.jobs.states.transition (one conditional UPDATE each).
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(index=True)
@@ -52,6 +55,8 @@ class Job(SQLModel, table=True):
     progress_total: int = 0
     progress_unit: str = "items"
     pid: int | None = None
+    attempt: int = 0  # raised at each claim: what an earlier attempt left in its run folder is ignored
+    executor: str = ""  # what runs the current attempt: "local" (the monitor's child) or "foreground" (a command line)
     heartbeat_at: datetime | None = None
     error: str | None = _text(nullable=True, default=None)
     message: str = ""  # the job's latest word on what it is doing

@@ -21,7 +21,7 @@ def studio_counts() -> dict:
         last_evaluation = session.exec(
             select(Job.message)
             .where(Job.kind == "evaluation", Job.status == "succeeded")
-            .order_by(Job.finished_at.desc())
+            .order_by(Job.finished_at.desc().nullslast())  # PostgreSQL puts NULLs first when descending
         ).first()
         return {
             "personas": _count(session, Persona),

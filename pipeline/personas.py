@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ValidationError, field_validator, model_validator
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import select
 
 from pipeline import settings
@@ -125,14 +125,22 @@ def get_persona(name_or_id: str | int) -> Persona:
         if isinstance(name_or_id, int):
             persona = session.get(Persona, name_or_id)
         else:
-            persona = session.exec(select(Persona).where(func.lower(Persona.name) == name_or_id.lower())).first()
+            persona = session.exec(
+                select(Persona).where(_named(name_or_id)).order_by(Persona.name != name_or_id)
+            ).first()
     if persona is None:
         raise UserFacingError(f"No persona named {name_or_id!r}.")
     return persona
 
 
+def _named(name: str):
+    """Persona.name is `name` in any case. lower() in SQL folds only A-Z on SQLite (and on PostgreSQL in
+    the C locale), so the exact name is matched as well: "Émile" finds Émile on every backend."""
+    return or_(Persona.name == name, func.lower(Persona.name) == name.lower())
+
+
 def _name_taken(session, name: str, except_id: int | None = None) -> bool:
-    query = select(Persona.id).where(func.lower(Persona.name) == name.lower())
+    query = select(Persona.id).where(_named(name))
     if except_id is not None:
         query = query.where(Persona.id != except_id)
     return session.exec(query).first() is not None

@@ -132,11 +132,15 @@ def endpoints() -> dict[str, Endpoint]:
     return found
 
 
+def key_names() -> set[str]:
+    """The names of every key the studio may use: the providers' and the custom endpoints'."""
+    names = set(PROVIDER_KEYS.values()) | {"TOGETHERAI_API_KEY"}
+    return names | {e.api_key_env for e in endpoints().values() if e.api_key_env}
+
+
 def redact(text: str) -> str:
     """`text` with every configured key replaced by ***: for provider messages shown or stored."""
-    names = set(PROVIDER_KEYS.values()) | {"TOGETHERAI_API_KEY"}
-    names |= {e.api_key_env for e in endpoints().values() if e.api_key_env}
-    for name in names:
+    for name in key_names():
         value = get_secret(name)
         if value and len(value) >= 6:
             text = text.replace(value, "***")

@@ -1,25 +1,60 @@
 """Shared fixtures: every test gets its own data folder, no provider keys, and a fresh engine.
 
 The converted embedded model is shared (data/models in the checkout) so it is converted once.
+
+The store, jobs, review, datasets and registry tests run twice, as `test_x[sqlite]` and
+`test_x[postgresql]`: the second time against a throwaway PostgreSQL cluster started for the session
+(tests/postgres.py), each test in a fresh database of its own named by DATABASE_URL. Where PostgreSQL
+is not installed or does not start, the `[postgresql]` runs are skipped and the skip says why.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
 from pipeline import db, settings
+from tests import postgres
 from tests.fakes.openai_server import FakeOpenAI
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MODELS = REPO / "data" / "models"
 KEY_VARS = ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "TOGETHER_API_KEY", "TOGETHERAI_API_KEY", "DATABASE_URL"]
 
+BACKENDS = ["sqlite", "postgresql"]
+# test modules (file name patterns) that run on both backends; every other module runs on SQLite only
+BOTH_BACKENDS = ["test_store.py", "test_monitor.py", "test_jobs*.py", "test_review.py", "test_datasets.py",
+                 "test_registry.py"]  # fmt: skip
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames and any(fnmatch(metafunc.definition.path.name, p) for p in BOTH_BACKENDS):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """Started on the first `[postgresql]` test, stopped and deleted at the end of the session."""
+    try:
+        cluster = postgres.Cluster.start()
+    except (postgres.Unavailable, OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"PostgreSQL unavailable, its runs are skipped: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def backend(request) -> str:
+    """The store this test runs on: "sqlite", or "postgresql" for the second run of the modules above."""
+    return getattr(request, "param", "sqlite")
+
 
 @pytest.fixture(autouse=True)
-def studio(tmp_path, monkeypatch) -> Path:
+def studio(tmp_path, monkeypatch, request, backend) -> Path:
     """An empty studio in a temporary folder, with no keys configured."""
     data = tmp_path / "data"
     monkeypatch.setenv("STUDIO_DATA_DIR", str(data))
@@ -28,9 +63,17 @@ def studio(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("STUDIO_AUTOSTART_MONITOR", "0")  # tests that need a monitor start their own
     for var in KEY_VARS:
         monkeypatch.delenv(var, raising=False)
+    cluster = database = None
+    if backend == "postgresql":
+        cluster = request.getfixturevalue("postgres_cluster")
+        # a copy of the migrated template, or an empty database for a test that migrates it step by step
+        database = cluster.create_database(migrated=request.node.get_closest_marker("empty_database") is None)
+        monkeypatch.setenv("DATABASE_URL", cluster.url(database))  # processes the test starts inherit it
     db.reset_engines()
     yield data
     db.reset_engines()
+    if database:
+        cluster.drop_database(database)
 
 
 def write_secrets(text: str) -> None:

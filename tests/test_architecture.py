@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -25,3 +31,43 @@ def test_every_page_is_routed_by_the_app():
     app = (REPO / "app.py").read_text()
     pages = sorted(p.name for p in (REPO / "pages").glob("*.py") if p.name != "__init__.py")
     assert pages and all(f'"pages/{name}"' in app for name in pages)
+
+
+HEAVY = ("litellm", "torch", "transformers")
+PROBE = """
+import json, sys
+from pipeline.__main__ import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "heavy": sorted(m for m in {heavy} if m in sys.modules)}))
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["jobs", "list"],
+        ["jobs", "show", "1"],
+        ["datasets", "list"],
+        [
+            "datasets",
+            "validate",
+            str(REPO / "tests/data/datasets/good_openai.jsonl"),
+            "--base-model",
+            "openai/gpt-4.1-mini",
+        ],
+        ["models", "list"],
+        ["personas", "list"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_commands_that_call_no_model_import_neither_litellm_nor_torch(command):
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.replace("{heavy}", repr(HEAVY)), *command],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == [], f"`{' '.join(command)}` imported {result['heavy']}"

@@ -70,7 +70,8 @@ def test_init_then_personas_export_and_import(studio, tmp_path):
 
 
 def test_jobs_list_show_cancel_and_logs():
-    from pipeline import jobs, runfolder
+    from pipeline import jobs
+    from pipeline.jobs import runfolder
 
     job = jobs.submit("probe", {"rate": 1}, name="nightly check")
     folder = runfolder.run_dir(job.id)

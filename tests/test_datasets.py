@@ -6,6 +6,7 @@ import json
 import stat
 
 import pytest
+from sqlmodel import select
 
 from pipeline import personas
 from pipeline.datasets import build, checks, formats, importer, preferences, purge, reader, targets
@@ -67,6 +68,15 @@ def test_a_file_with_every_kind_of_bad_line_reports_each_precisely_and_keeps_the
         ("latin1.jsonl", 1, [(2, "", "encoding")]),
         ("short_row.csv", 2, [(3, "completion", "missing_columns")]),
         ("array_broken.json", 1, [(4, "", "invalid_json")]),
+        (
+            "nul_and_surrogates.jsonl",  # JSON escapes for what no stored text can hold: \u0000, a lone \ud800
+            2,
+            [
+                (2, "messages[1].content", "nul_character"),
+                (3, "output", "nul_character"),
+                (4, "messages[0].content", "unpaired_surrogate"),
+            ],
+        ),
         ("missing_columns.csv", 0, [(None, "", "unreadable_file")]),
         ("binary.bin", 0, [(None, "", "unreadable_file")]),
         ("empty.jsonl", 0, [(None, "", "unreadable_file")]),
@@ -82,6 +92,9 @@ def test_whole_file_problems_say_what_is_wrong_in_plain_words():
     assert "needs instruction + output" in check("missing_columns.csv").errors[0].message
     assert "binary" in check("binary.bin").errors[0].message
     assert "0xe9" in check("latin1.jsonl").errors[0].message
+    nul, _, half = check("nul_and_surrogates.jsonl").errors
+    assert "NUL character" in nul.message and "character 7" in nul.message
+    assert "\\ud800" in half.message and "broken" in half.message
 
 
 def test_the_report_gives_token_statistics_and_a_cost_for_every_backend():
@@ -258,6 +271,20 @@ def test_import_adds_the_valid_rows_skips_duplicates_and_touches_nothing_stored(
     assert len(imported) == 2
     assert {e.scenario["source_file"] for e in imported} == {"bad_mixed.jsonl"}  # a label, never a path
     assert imported[0].response == "Answer 1." and imported[0].token_count > 0
+
+
+def test_import_reports_a_nul_or_a_broken_escape_like_any_bad_line_and_adds_the_clean_rows(persona):
+    # PostgreSQL refuses NUL in text: one such line once failed the whole import with a raw DataError
+    result = importer.import_file((CORPUS / "nul_and_surrogates.jsonl").read_bytes(), "nul.jsonl", persona.id)
+    assert (result.added, result.report.invalid) == (2, 3)
+    assert [(p.line, p.kind) for p in result.report.errors] == [
+        (2, "nul_character"),
+        (3, "nul_character"),
+        (4, "unpaired_surrogate"),
+    ]
+    with session_scope() as session:
+        responses = session.exec(select(Example.response).order_by(Example.id)).all()
+    assert responses == ["Answer 1.", "Answer 5 \U0001f600"]  # a proper pair is one character, kept
 
 
 def test_import_in_a_chosen_format_reports_rows_of_another_shape(persona):

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from pipeline import ingest, jobs, personas, runfolder
+from pipeline import jobs, personas
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import contestants as cs
 from pipeline.evaluation import judge, leaderboard, offline, prompts, report, results, service
-from pipeline.job_context import JobContext
+from pipeline.jobs import foreground, ingest, runfolder
+from pipeline.jobs.context import JobContext
 from pipeline.models import EvalResponse, Job, LLMCall, ModelEntry, TraitScore
 from tests.conftest import write_secrets
 from tests.eval_seed import seed
@@ -29,7 +30,8 @@ COLD = "Do the cheaper option."
 
 def run_here(job):
     """The job's function in this process, as the worker would run it."""
-    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind)
+    job = foreground.claim(job.id)  # the job runs here, as a command line runs it
+    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind, attempt=job.attempt)
     ctx.start()
     try:
         return jobs.kind_function(job.kind)(ctx, dict(job.params))
@@ -313,7 +315,8 @@ def test_a_stopped_run_resumes_without_asking_again(arena):
     persona_id, dataset = seed()
     _, _, referee = arena
     job = service.start(plan_llm(persona_id, dataset, max_battles=6, trait_scores=False, criteria_traits=False))
-    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind)
+    job = foreground.claim(job.id)  # the job runs here, as a command line runs it
+    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind, attempt=job.attempt)
 
     def stop_after_four(body):
         if len(referee.requests) >= 4:
@@ -324,6 +327,8 @@ def test_a_stopped_run_resumes_without_asking_again(arena):
     ctx.start()
     jobs.kind_function(job.kind)(ctx, dict(job.params))
     ctx.finish("cancelled")
+    with session_scope() as session:  # as the command line does at the end of its run
+        ingest.ingest_job(session, session.get(Job, job.id))
     stopped_at = leaderboard.build(job.id).counts()["rated"]
     assert 0 < stopped_at < 6
     referee.responder = favours_together

@@ -8,54 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import pytest
 from sqlmodel import select
 
-from pipeline import ingest, jobs, monitor, runfolder
+from pipeline import jobs
 from pipeline.db import session_scope
+from pipeline.jobs import ingest, monitor, runfolder, states
 from pipeline.models import Job, TrainingMetric
 from tests.conftest import REPO
+from tests.processes import start_monitor, stop_monitor, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def start_monitor(**env) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.monitor"],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for(monitor.is_alive, 30, "the monitor to take its lock")
-    return process
-
-
-def stop_monitor(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=20) == 0  # a clean stop
-    assert not monitor.is_alive()
-
-
-@pytest.fixture
-def running_monitor(request):
-    process = start_monitor(**getattr(request, "param", {}))
-    yield process
-    if process.poll() is None:
-        stop_monitor(process)
 
 
 def job(job_id: int) -> Job:
@@ -199,7 +163,7 @@ def test_a_job_that_ignores_a_cancel_is_stopped_by_force(running_monitor):
 
 def test_a_second_monitor_for_the_same_folder_exits_with_a_clear_message(running_monitor, studio):
     second = subprocess.run(
-        [sys.executable, "-m", "pipeline.monitor"],
+        [sys.executable, "-m", "pipeline.jobs.monitor"],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -291,3 +255,58 @@ def test_the_app_starts_the_monitor_when_none_is_running(monkeypatch):
     finally:
         os.kill(int(monitor.lock_path().read_text()), signal.SIGTERM)
         wait_for(lambda: not monitor.is_alive(), 20, "the monitor to stop")
+
+
+def test_a_job_killed_during_start_up_is_reported_as_killed(running_monitor):
+    submitted = jobs.submit("probe", {"rate": 5, "seconds": 60})
+    starting = wait_for(lambda: (j := job(submitted.id)).pid and j, 60, "the job's process to be started")
+    os.killpg(starting.pid, signal.SIGKILL)  # still importing: it has not reported once
+
+    failed = wait_for(lambda: finished(submitted.id), 10, "the job to be marked failed")
+    assert failed.error == "process exited without finishing (killed by SIGKILL)"
+    assert failed.attempt == 1 and failed.exit_code == -signal.SIGKILL
+
+
+FOREGROUND = """
+import sys
+from pipeline import jobs
+from pipeline.jobs import foreground, probe
+job = jobs.submit("probe", {"rate": 10, "seconds": float(sys.argv[1])}, run_here=True)
+print(job.id, flush=True)
+final, _ = foreground.run(job, probe.run, lambda *a: None)
+print(final.status, final.error, flush=True)
+"""
+
+
+def test_a_command_line_job_runs_beside_the_monitor_which_watches_and_can_cancel_it(running_monitor):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    alone = subprocess.run([sys.executable, "-c", FOREGROUND, "2"], cwd=REPO, env=env, capture_output=True, text=True)
+    job_id = int(alone.stdout.split()[0])
+    assert alone.stdout.split()[1:] == ["succeeded", "None"], alone.stderr  # the monitor left it alone
+    assert (job(job_id).executor, job(job_id).status) == ("foreground", "succeeded")
+
+    cancelled = subprocess.Popen(
+        [sys.executable, "-c", FOREGROUND, "120"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
+    )
+    job_id = int(cancelled.stdout.readline())
+    wait_for(lambda: job(job_id).progress_done > 0, 60, "the command line's job to make progress")
+    jobs.request_cancel(job_id)  # the Cancel button: the monitor passes it on to that process
+
+    assert cancelled.wait(timeout=30) == 0
+    assert job(job_id).status == "cancelled"
+    assert "cancel requested" in runfolder.log_tail(job_id)
+
+
+def test_a_started_job_that_never_reports_is_failed_after_the_start_grace():
+    submitted = jobs.submit("probe")
+    assert states.transition(submitted.id, "queued", "running", executor="local")  # claimed; nothing started
+    runfolder.prepare(submitted.id, 1)
+    worker = monitor.Monitor(start_grace_s=1)
+
+    worker.check_running()
+    assert job(submitted.id).status == "running"  # within its grace
+    time.sleep(1.3)
+    worker.check_running()
+
+    failed = job(submitted.id)
+    assert (failed.status, failed.error) == ("failed", "it did not report within 1 s of being started")

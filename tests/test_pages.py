@@ -189,8 +189,8 @@ def test_playground_with_the_system_prompt_sends_the_personas_prompt(endpoints):
 def _jobs_in_every_state() -> dict[str, int]:
     from datetime import timedelta
 
-    from pipeline import runfolder
     from pipeline.db import session_scope
+    from pipeline.jobs import runfolder
     from pipeline.models import Job, TrainingMetric, utcnow
 
     now = utcnow()

@@ -33,8 +33,18 @@ def test_each_filter_narrows_the_examples(persona):
     assert filters.count(ExampleFilter(**base, document_type="memo")) == 7  # every fifth of 33, from 0
     assert filters.count(ExampleFilter(**base, trait="curious")) == 7
     assert filters.count(ExampleFilter(**base, search="needle")) == 1
+    assert filters.count(ExampleFilter(**base, search="NEEDLE in The")) == 1  # any case, on every backend
     assert filters.count(ExampleFilter(**base, search="100%")) == 0  # % is a character, not a wildcard
     assert filters.count(ExampleFilter(persona_id=persona.id + 1)) == 0
+
+
+def test_a_trait_filter_matches_whole_trait_names_in_any_script(persona):
+    [accented] = add_examples(persona.id, 1, traits_stressed=["café-ready", "warm"])
+    [longer] = add_examples(persona.id, 1, start=1, traits_stressed=["warmest"])
+    base = {"persona_id": persona.id}
+    assert filters.ids(ExampleFilter(**base, trait="café-ready")) == [accented]  # stored as caf\u00e9 in JSON
+    assert filters.ids(ExampleFilter(**base, trait="warm")) == [accented]
+    assert filters.ids(ExampleFilter(**base, trait="warmest")) == [longer]
 
 
 def test_pages_are_newest_first_and_carry_no_long_text(persona):

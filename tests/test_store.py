@@ -1,4 +1,6 @@
-"""The store: SQLite settings on every connection, migrations, and two processes writing at once."""
+"""The store: SQLite settings on every connection, migrations, and two processes writing at once.
+
+Every test here also runs on PostgreSQL (`[postgresql]`, see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +8,18 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 
+import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import func, select
 
 from pipeline import db
 from pipeline.db import session_scope
-from pipeline.models import Job, LLMCall, Persona
+from pipeline.errors import UserFacingError
+from pipeline.models import Battle, Example, Job, LLMCall, Persona, utcnow
 from tests.conftest import REPO
 
 WRITER = textwrap.dedent(
@@ -29,14 +35,17 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_every_connection_has_wal_busy_timeout_and_foreign_keys():
-    with db.get_engine().connect() as connection:
-        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == db.SQLITE_BUSY_TIMEOUT_MS
-        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+def test_every_connection_has_wal_busy_timeout_and_foreign_keys(backend):
+    if backend == "sqlite":
+        with db.get_engine().connect() as connection:
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert connection.execute(text("PRAGMA busy_timeout")).scalar() == db.SQLITE_BUSY_TIMEOUT_MS
+            assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    with pytest.raises(IntegrityError), session_scope() as session:  # on every backend: no row points nowhere
+        session.add(Example(persona_id=999))
 
 
-def test_migrations_create_every_table_at_start_up(studio):
+def test_migrations_create_every_table_at_start_up(studio, backend):
     engine = db.get_engine()
     tables = set(inspect(engine).get_table_names())
     assert {
@@ -52,7 +61,7 @@ def test_migrations_create_every_table_at_start_up(studio):
         "llmcall",
         "alembic_version",
     } <= tables
-    assert (studio / "studio.db").exists()
+    assert (studio / "studio.db").exists() == (backend == "sqlite")  # PostgreSQL: nothing in the data folder
     with engine.connect() as connection:
         current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     head = ScriptDirectory.from_config(db._alembic_config(engine)).get_current_head()
@@ -96,17 +105,20 @@ def test_two_processes_writing_at_once_never_see_database_is_locked(studio):
     assert counts == {"first": 150, "second": 150}
 
 
-def test_processes_starting_together_migrate_once(studio):
+@pytest.mark.empty_database
+def test_processes_starting_together_migrate_once(studio, backend):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # PostgreSQL's processes may run on other machines, each with a data folder (and lock file) of its own
+    folders = [studio / f"host{i}" if backend == "postgresql" else studio for i in range(3)]
     starters = [
         subprocess.Popen(
             [sys.executable, "-c", "from pipeline.db import get_engine; get_engine()"],
-            env=env,
+            env=env | {"STUDIO_DATA_DIR": str(folder)},
             cwd=REPO,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(3)
+        for folder in folders
     ]
     for starter in starters:
         _, err = starter.communicate(timeout=120)
@@ -126,6 +138,7 @@ def test_models_and_migrations_agree():
     assert diff == []
 
 
+@pytest.mark.empty_database
 def test_an_older_database_with_jobs_upgrades_in_place(studio):
     from alembic import command
 
@@ -138,7 +151,7 @@ def test_an_older_database_with_jobs_upgrades_in_place(studio):
             text(
                 "INSERT INTO job (kind, name, status, params, progress_done, progress_total, progress_unit, "
                 "cancel_requested, started_by, cost_usd, created_at) "
-                "VALUES ('probe', 'old', 'succeeded', '{}', 1, 1, 'items', 0, '', 0, '2026-01-01 00:00:00')"
+                "VALUES ('probe', 'old', 'succeeded', '{}', 1, 1, 'items', false, '', 0, '2026-01-01 00:00:00')"
             )
         )
     db.reset_engines()
@@ -146,3 +159,70 @@ def test_an_older_database_with_jobs_upgrades_in_place(studio):
     with session_scope() as session:  # first use migrates to the head
         [job] = session.exec(select(Job)).all()
     assert (job.name, job.message, job.metrics_offset, job.exit_code) == ("old", "", 0, None)
+
+
+# --- queries whose SQL differs by backend (JSON, LIKE, lower(), NULL order, sums): each runs on both --
+
+
+def test_the_home_page_sums_spend_and_names_the_latest_finished_evaluation():
+    from pipeline import overview, personas
+
+    assert overview.studio_counts()["spend_usd"] == 0.0  # coalesce: no calls is no spend, not None
+    personas.seed_samples()
+    now = utcnow()
+    with session_scope() as session:
+        session.add_all(
+            [
+                LLMCall(purpose="playground", cost_usd=0.25),
+                LLMCall(purpose="playground", cost_usd=0.5),
+                LLMCall(purpose="playground", cost_usd=9.0, error="500 from the provider"),
+                Job(kind="evaluation", status="succeeded", message="older", finished_at=now - timedelta(hours=1)),
+                Job(kind="evaluation", status="succeeded", message="newest", finished_at=now),
+                Job(kind="evaluation", status="succeeded", message="no finish time"),  # NULL: last, on both
+            ]
+        )
+    counts = overview.studio_counts()
+    assert counts["spend_usd"] == pytest.approx(0.75) and counts["llm_calls"] == 2
+    assert counts["last_evaluation"] == "newest" and counts["personas"] == 1
+
+
+def test_job_costs_sum_each_jobs_calls():
+    from pipeline import jobs
+
+    with session_scope() as session:
+        spender, idle = Job(kind="probe"), Job(kind="probe")
+        session.add_all([spender, idle])
+        session.flush()
+        session.add_all([LLMCall(job_id=spender.id, cost_usd=0.1), LLMCall(job_id=spender.id, cost_usd=0.2)])
+        session.add(LLMCall(job_id=idle.id))
+    assert jobs.costs([spender.id, idle.id, 999]) == pytest.approx({spender.id: 0.3, idle.id: 0.0})
+
+
+def test_personas_are_found_by_name_in_any_case_and_in_any_script():
+    from pipeline import personas
+
+    spec = {
+        "description": "Plain words.",
+        "system_prompt": "You are plain-spoken.",
+        "traits": [{"name": "plain", "description": "Short words.", "markers": ["Short", "Clear"]}],
+    }
+    plain, accented = (
+        personas.create_persona({**spec, "name": "Plain"}),
+        personas.create_persona({**spec, "name": "Émile"}),
+    )
+    assert personas.get_persona("plain").id == plain.id and personas.get_persona("PLAIN").id == plain.id
+    assert personas.get_persona("Émile").id == accented.id  # SQL lower() leaves É alone on SQLite
+    with pytest.raises(UserFacingError, match="already exists"):
+        personas.create_persona({**spec, "name": "pLAIN"})
+
+
+def test_human_votes_are_counted_apart_from_judges():
+    from pipeline.evaluation import service
+
+    with session_scope() as session:
+        job = Job(kind="evaluation")
+        session.add(job)
+        session.flush()
+        for judge in ("human:ada", "human:bo", "openai/gpt-4.1-mini", "offline:embedding", "humane-judge"):
+            session.add(Battle(job_id=job.id, contestant_a="a", contestant_b="b", judge=judge, verdict="a"))
+    assert service.votes(job.id) == 2

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from pipeline import ingest, jobs, personas, runfolder
+from pipeline import jobs, personas
 from pipeline.datasets import build
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
+from pipeline.jobs import ingest, runfolder
 from pipeline.llm import chat, embedded
 from pipeline.models import Job, ModelEntry, TrainingMetric
 from pipeline.review import actions

@@ -9,11 +9,12 @@ import threading
 import pytest
 from sqlmodel import select
 
-from pipeline import ingest, jobs, personas, runfolder
+from pipeline import jobs, personas
 from pipeline.datasets import build
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
-from pipeline.job_context import JobContext
+from pipeline.jobs import foreground, ingest, runfolder
+from pipeline.jobs.context import JobContext
 from pipeline.models import Job, ModelEntry, TrainingMetric
 from pipeline.review.filters import ExampleFilter
 from pipeline.training import cloud, openai_backend, service
@@ -59,7 +60,8 @@ def openai_api(serve):
 
 def run_here(job: Job) -> tuple[Job, str]:
     """The job kind's function in this process, with a real JobContext, as the job process runs it."""
-    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind)
+    job = foreground.claim(job.id)  # the job runs here, as a command line runs it
+    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind, attempt=job.attempt)
     ctx.start()
     ctx.log(f"job {job.id} ({job.kind}) started")
     try:
@@ -127,7 +129,8 @@ def test_cancelling_an_openai_job_cancels_it_at_the_provider(dataset, openai_api
     api = openai_api()
     monkeypatch.setenv("STUDIO_CLOUD_POLL_S", "0.2")
     job = service.start(openai_config(dataset))
-    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind)
+    job = foreground.claim(job.id)  # the job runs here, as a command line runs it
+    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind, attempt=job.attempt)
     ctx.start()
     threading.Timer(0.5, ctx._cancel.set).start()  # what SIGTERM from the monitor does
     openai_backend.run(ctx, dict(job.params))
@@ -192,7 +195,8 @@ def test_cancelling_a_together_job_cancels_it_there(dataset, together_api, monke
     api = together_api()
     monkeypatch.setenv("STUDIO_CLOUD_POLL_S", "0.2")
     job = service.start(together_config(dataset))
-    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind)
+    job = foreground.claim(job.id)  # the job runs here, as a command line runs it
+    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind, attempt=job.attempt)
     ctx.start()
     threading.Timer(0.5, ctx._cancel.set).start()
     jobs.kind_function(job.kind)(ctx, dict(job.params))

@@ -9,6 +9,7 @@ and one reply, and TRL's conversational form (lists of messages) otherwise.
 from __future__ import annotations
 
 import json
+import re
 
 FORMATS = {
     "openai": "OpenAI chat JSONL",
@@ -19,6 +20,7 @@ FORMATS = {
 }
 ROLES = ("system", "user", "assistant")
 _SHAREGPT_ROLE = {"system": "system", "user": "human", "assistant": "gpt"}
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # see storable()
 _SHAREGPT_BACK = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
@@ -183,6 +185,7 @@ def _checked(items: list, field: str, role_key: str, content_key: str, roles: di
             )
         if not content.strip():
             raise RowError(f"{where}.{content_key}", "empty_content", f"{where}.{content_key} is empty")
+        storable(content, f"{where}.{content_key}")
         messages.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" for m in messages):
         raise RowError(field, "no_assistant_message", "there is no assistant message to learn from")
@@ -198,7 +201,27 @@ def _text_field(row: dict, key: str, required: bool = True) -> str:
         return ""
     if not isinstance(value, str):
         raise RowError(key, "content_not_text", f"{key} must be text, not {_json_type(value, 'value')}")
-    return value
+    return storable(value, key)
+
+
+def storable(text: str, field: str) -> str:
+    """`text`, unless it holds what no stored text can: a NUL character or half a UTF-16 surrogate pair.
+
+    JSON can spell both (\\u0000, a lone \\ud800); PostgreSQL refuses the first, and neither store
+    can encode the second, so one such line would otherwise fail the whole import.
+    """
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return text
+    at, char = found.start() + 1, found.group()
+    if char == "\x00":
+        raise RowError(field, "nul_character", f"{field} holds a NUL character (\\u0000) at character {at}; remove it")
+    raise RowError(
+        field,
+        "unpaired_surrogate",
+        f"{field} holds \\u{ord(char):04x} at character {at}: half of a character without its other half "
+        "(a broken \\u escape); fix or remove it",
+    )
 
 
 def _from_alpaca(row: dict) -> tuple[list[dict], list[str]]:
@@ -210,6 +233,9 @@ def _from_alpaca(row: dict) -> tuple[list[dict], list[str]]:
         isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in history
     ):
         raise RowError("history", "bad_history", "history must be a list of [user, assistant] text pairs")
+    for i, pair in enumerate(history):
+        for j, text in enumerate(pair):
+            storable(text, f"history[{i}][{j}]")
     for user, assistant in history:
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     prompt = f"{instruction}\n\n{extra}" if extra else instruction

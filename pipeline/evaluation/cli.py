@@ -41,8 +41,9 @@ def add_parser(sub) -> None:
 
 
 def _cmd_evaluate(args) -> int:
-    from pipeline import foreground, jobs
+    from pipeline import jobs
     from pipeline.evaluation import prompts, service
+    from pipeline.jobs import foreground
 
     custom = list(args.prompt)
     if args.prompts_file:
@@ -72,7 +73,7 @@ def _cmd_evaluate(args) -> int:
         f"{min(plan.max_battles, plan.possible_battles)} battles, judge {plan.judge}",
         file=sys.stderr,
     )
-    job = service.start(plan)
+    job = service.start(plan, run_here=not args.queue)
     if args.queue:
         print(f"Queued evaluation {job.id}; follow it with `python -m pipeline jobs show {job.id}`.")
         return 0
@@ -86,7 +87,7 @@ def _cmd_evaluate(args) -> int:
             bar.refresh()
 
         try:
-            finished, _ = foreground.run(foreground.claim(job), jobs.kind_function(job.kind), advance)
+            finished, _ = foreground.run(job, jobs.kind_function(job.kind), advance)
         except KeyboardInterrupt:
             print(f"\nStopped; resume with `python -m pipeline jobs resume {job.id}`.", file=sys.stderr)
             return 130

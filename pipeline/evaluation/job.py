@@ -25,7 +25,7 @@ from pipeline.errors import UserFacingError
 from pipeline.evaluation import contestants as cs
 from pipeline.evaluation import judge, leaderboard, offline, ratings, report, results
 from pipeline.evaluation.prompts import Prompt, PromptSet
-from pipeline.job_context import JobContext
+from pipeline.jobs.context import JobContext
 from pipeline.llm import embedded, gateway
 from pipeline.models import Battle, EvalResponse, Example, Persona, TraitScore
 

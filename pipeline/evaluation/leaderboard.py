@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 from sqlmodel import select
 
-from pipeline import runfolder
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import judge, offline, ratings, results
+from pipeline.jobs import runfolder
 from pipeline.models import Job, TraitScore
 
 CONSISTENCY_WARNING = 0.65

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from pipeline import runfolder
 from pipeline.db import session_scope
 from pipeline.evaluation import charts, leaderboard
 from pipeline.evaluation.contestants import Contestant
+from pipeline.jobs import runfolder
 from pipeline.models import ModelEntry
 
 ARENA_WINNER = {"a": "model_a", "b": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}

@@ -179,10 +179,11 @@ def plan(
     )
 
 
-def start(evaluation: Plan, name: str = "") -> Job:
+def start(evaluation: Plan, name: str = "", run_here: bool = False) -> Job:
+    """Queue the evaluation for the background worker, or with `run_here` claim it for this process."""
     persona = personas.get_persona(evaluation.persona_id)
     label = name or f"{persona.name}: {len(evaluation.contestants)} contestants, {evaluation.judge} judge"
-    return jobs.submit(KIND, evaluation.params(), name=label)
+    return jobs.submit(KIND, evaluation.params(), name=label, run_here=run_here)
 
 
 def runs(limit: int = 50) -> list[Job]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline.generation import dedup, outputs, runner
 from pipeline.generation.config import load
-from pipeline.job_context import JobContext
+from pipeline.jobs.context import JobContext
 
 
 def run(ctx: JobContext, params: dict) -> dict[str, Path]:

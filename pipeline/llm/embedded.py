@@ -13,13 +13,13 @@ import json
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from pipeline import settings
 from pipeline.errors import UserFacingError
-from pipeline.llm.batcher import Batcher, Generation
+from pipeline.llm.batcher import Batcher, Generation, ModelUnloaded
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -93,6 +93,9 @@ def local_model_names() -> list[str]:
     return sorted(names, key=lambda n: (n != EMBEDDED_NAME, n))
 
 
+CACHE_SIZE = 4  # local models kept loaded at once; loading one more unloads the least recently used
+
+
 @dataclass(eq=False)
 class LoadedModel:
     name: str
@@ -100,15 +103,10 @@ class LoadedModel:
     tokenizer: object
 
 
-_load_lock = threading.Lock()
-
-
-@lru_cache(maxsize=4)
-def _load(name: str, _mtime: float) -> LoadedModel:
+def _read(name: str, folder: Path) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = model_path(name)
     adapter_config = folder / "adapter_config.json"
     if adapter_config.exists():
         from peft import PeftModel
@@ -128,30 +126,89 @@ def _load(name: str, _mtime: float) -> LoadedModel:
     return LoadedModel(name=name, model=model, tokenizer=tokenizer)
 
 
-def load(name: str) -> LoadedModel:
-    """The model named `name`, loaded once per process (reloaded if its folder was replaced)."""
+def _version(folder: Path) -> tuple:
+    """What changes when a model folder is replaced (a new folder swapped in) or re-saved in place."""
+    entries = [folder, *sorted(p for p in folder.iterdir() if p.is_file())]
+    return tuple((p.name, s.st_ino, s.st_mtime_ns, s.st_size) for p in entries for s in [p.stat()])
+
+
+@dataclass(eq=False)
+class _Slot:
+    version: tuple
+    loaded: LoadedModel
+    worker: Batcher | None = None  # started on the first chat; load() alone needs none
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+
+
+class ModelCache:
+    """The local models loaded in this process, each with its batching worker, least recently used first.
+
+    A model leaves when its folder changes on disk (replaced) or when `size` others were used since
+    (evicted). Either way its worker is closed: it answers the requests already queued to it, then
+    ends, and nothing here keeps the weights any longer.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE):
+        self.size = size
+        self._slots: OrderedDict[Path, _Slot] = OrderedDict()
+        self._lock = threading.Lock()  # also serializes loading: one model in memory being read at a time
+
+    def _slot(self, name: str, folder: Path) -> _Slot:
+        key, version = folder.resolve(), _version(folder)
+        slot = self._slots.get(key)
+        if slot is not None and slot.version == version:
+            self._slots.move_to_end(key)
+            return slot
+        if slot is not None:  # replaced on disk: this copy is stale, let it go before reading the new one
+            del self._slots[key]
+            slot.close()
+        while len(self._slots) >= self.size:  # make room first, so the old weights can go before the new load
+            self._slots.popitem(last=False)[1].close()
+        slot = self._slots[key] = _Slot(version, _read(name, folder))
+        return slot
+
+    def load(self, name: str, folder: Path) -> LoadedModel:
+        with self._lock:
+            return self._slot(name, folder).loaded
+
+    def batcher(self, name: str, folder: Path) -> Batcher:
+        with self._lock:
+            slot = self._slot(name, folder)
+            if slot.worker is None:
+                slot.worker = Batcher(slot.loaded)
+            return slot.worker
+
+    def clear(self) -> None:
+        """Unload every model (each worker still answers what was already queued to it)."""
+        with self._lock:
+            while self._slots:
+                self._slots.popitem(last=False)[1].close()
+
+
+_cache = ModelCache()
+
+
+def _folder(name: str) -> Path:
     if name == EMBEDDED_NAME:
         ensure_embedded_model()
     folder = model_path(name)
     if not folder.exists():
         known = ", ".join(f"local/{n}" for n in local_model_names())
         raise UserFacingError(f"There is no local model named {name!r}. Local models: {known}.")
-    with _load_lock:
-        return _load(name, folder.stat().st_mtime)
+    return folder
 
 
-_batchers: dict[int, Batcher] = {}
-_batchers_lock = threading.Lock()
+def load(name: str) -> LoadedModel:
+    """The model named `name`, loaded once per process (reloaded if its folder was replaced)."""
+    return _cache.load(name, _folder(name))
 
 
 def batcher(name: str) -> Batcher:
     """The one batching worker for this model as loaded now (a replaced folder gets a new one)."""
-    loaded = load(name)
-    with _batchers_lock:
-        worker = _batchers.get(id(loaded))
-        if worker is None:
-            worker = _batchers[id(loaded)] = Batcher(loaded)
-        return worker
+    return _cache.batcher(name, _folder(name))
 
 
 def generate(
@@ -164,4 +221,11 @@ def generate(
     seed: int | None = None,
 ) -> Generation:
     """A chat reply from a local model; concurrent callers are batched into one generate call."""
+    for _ in range(2):
+        try:
+            return batcher(name).generate(
+                messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
+            )
+        except ModelUnloaded:
+            pass  # unloaded between finding its worker and asking it: the next look-up loads it again
     return batcher(name).generate(messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)

@@ -20,7 +20,7 @@ from sqlmodel import select
 
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
-from pipeline.llm import catalog, embedded, gateway
+from pipeline.llm import embedded
 from pipeline.models import Dataset, Example, LLMCall, ModelEntry, Persona, PromptVersion, TrainingMetric
 
 PURPOSE = "registry-bench"
@@ -100,6 +100,8 @@ def measure_performance(entry_id: int, prompts=PROMPTS, max_tokens: int = 48) ->
         raise UserFacingError("Replies must be allowed at least 2 tokens to time them.")
     entry = get_entry(entry_id)
     system = _system_prompt(entry)
+
+    from pipeline.llm import gateway  # litellm loads in seconds: only the commands that call a model pay
 
     def ask(prompt: str, tokens: int) -> gateway.ChatResult:
         messages = [{"role": "system", "content": system}] if system else []
@@ -181,6 +183,10 @@ def parameter_count(name: str) -> int:
 
 def cost_per_million(reference: str) -> dict | None:
     """Dollars per 1M input and output tokens: zeros for local models, None when the price is unknown."""
+    if reference.startswith("local/"):
+        return {"input": 0.0, "output": 0.0}  # answered without loading litellm's price list
+    from pipeline.llm import catalog
+
     try:
         cost_in, cost_out = catalog.price(reference, 1_000_000, 0), catalog.price(reference, 0, 1_000_000)
     except UserFacingError:  # a reference the catalog cannot route

@@ -6,6 +6,7 @@ examples costs about what a page of 100 does.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import String, cast, or_
@@ -67,16 +68,19 @@ class ExampleFilter:
             clauses.append(Example.rating >= self.min_rating)
         if self.document_type:
             clauses.append(Example.document_type == self.document_type)
-        if self.trait:  # traits are a JSON list: match the quoted name in its text
-            clauses.append(cast(Example.traits_stressed, String).like(f'%"{_escape(self.trait)}"%', escape="\\"))
+        if self.trait:  # traits are a JSON list: match the name as JSON spells it (quoted, \\u-escaped) in its text
+            clauses.append(
+                cast(Example.traits_stressed, String).like(f"%{_escape(json.dumps(self.trait))}%", escape="\\")
+            )
         if self.search.strip():
+            # ilike: SQLite's LIKE ignores case, PostgreSQL's does not; ILIKE (lower() on SQLite) does on both
             pattern = f"%{_escape(self.search.strip())}%"
             clauses.append(
                 or_(
-                    Example.document_title.like(pattern, escape="\\"),
-                    Example.document.like(pattern, escape="\\"),
-                    Example.response.like(pattern, escape="\\"),
-                    Example.notes.like(pattern, escape="\\"),
+                    Example.document_title.ilike(pattern, escape="\\"),
+                    Example.document.ilike(pattern, escape="\\"),
+                    Example.response.ilike(pattern, escape="\\"),
+                    Example.notes.ilike(pattern, escape="\\"),
                 )
             )
         return clauses

@@ -6,7 +6,7 @@ import time
 
 from transformers import TrainerCallback
 
-from pipeline.job_context import JobContext
+from pipeline.jobs.context import JobContext
 
 
 class StudioCallback(TrainerCallback):

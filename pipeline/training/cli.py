@@ -8,16 +8,16 @@ from pathlib import Path
 
 from pipeline.errors import UserFacingError
 
+PRESET_NAMES = ("quick", "standard", "thorough")  # training.config.PRESETS' keys, without importing it here
+
 
 def add_parser(sub) -> None:
-    from pipeline.training.config import PRESETS
-
     p = sub.add_parser("train", help="fine-tune a model on a dataset (local LoRA, Together or OpenAI)")
     p.add_argument("--backend", choices=["local", "together", "openai"])
     p.add_argument("--dataset", help="a saved dataset's name")
     p.add_argument("--base-model", help="the model to fine-tune (default: the backend's)")
     p.add_argument("--method", choices=["sft", "dpo"])
-    p.add_argument("--preset", choices=list(PRESETS), help="quick | standard | thorough")
+    p.add_argument("--preset", choices=PRESET_NAMES, help="quick | standard | thorough")
     p.add_argument("--epochs", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--batch-size", type=int)
@@ -53,7 +53,7 @@ def _config(args):
 def run(args) -> int:
     if args.check_job is not None:
         return _check(args.check_job, args.json)
-    from pipeline import foreground, jobs
+    from pipeline import jobs
     from pipeline.training import service
 
     config = _config(args)
@@ -88,17 +88,18 @@ def run(args) -> int:
         folder = service.prepare(config)
         print(f"Prepared the files in {folder}; nothing was started.")
         return 0
-    job = service.start(config, started_by=jobs.default_user())
+    job = service.start(config, started_by=jobs.default_user(), run_here=not args.queue)
     if args.queue:
         print(f"Queued training job {job.id}; follow it with `python -m pipeline jobs show {job.id}`.")
         return 0
-    return _follow(foreground.claim(job))
+    return _follow(job)
 
 
 def _follow(job) -> int:
     from tqdm import tqdm
 
-    from pipeline import foreground, jobs
+    from pipeline import jobs
+    from pipeline.jobs import foreground
 
     print(f"Job {job.id}: training (Ctrl-C cancels and keeps a checkpoint).", file=sys.stderr)
     with tqdm(unit="step", dynamic_ncols=True) as bar:

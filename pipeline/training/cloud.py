@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pipeline.datasets import build
 from pipeline.errors import UserFacingError
-from pipeline.job_context import JobContext
+from pipeline.jobs.context import JobContext
 from pipeline.models import Dataset
 from pipeline.training import registry
 from pipeline.training.config import TrainingConfig, load
@@ -132,7 +132,7 @@ def _model_name(model_id: str) -> str:
 
 
 def _last_losses(ctx: JobContext) -> dict:
-    from pipeline import runfolder
+    from pipeline.jobs import runfolder
 
     loss = val = None
     path = ctx.folder / runfolder.METRICS

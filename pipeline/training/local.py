@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline import settings
 from pipeline.datasets import build
 from pipeline.errors import UserFacingError
-from pipeline.job_context import JobContext
+from pipeline.jobs.context import JobContext
 from pipeline.llm import embedded
 from pipeline.training import hardware, registry
 from pipeline.training.callback import StudioCallback

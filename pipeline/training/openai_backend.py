@@ -14,7 +14,7 @@ import io
 from pipeline import settings
 from pipeline.datasets import build
 from pipeline.errors import UserFacingError
-from pipeline.job_context import JobContext
+from pipeline.jobs.context import JobContext
 from pipeline.models import Dataset
 from pipeline.training import cloud
 from pipeline.training.config import TrainingConfig

@@ -108,13 +108,18 @@ def prepare(config: TrainingConfig) -> Path:
     return folder
 
 
-def start(config: TrainingConfig, started_by: str = "") -> Job:
+def start(config: TrainingConfig, started_by: str = "", run_here: bool = False) -> Job:
+    """Queue the training for the background worker, or with `run_here` claim it for this process."""
     checked = plan(config)
     if not checked.eligible:
         raise UserFacingError("Cannot start: " + " ".join(checked.problems))
     name = f"{config.method.upper()} {config.dataset} → {config.resolved_base()} ({config.backend})"
     return jobs.submit(
-        KIND[config.backend], {"config": config.model_dump(mode="json")}, name=name, started_by=started_by
+        KIND[config.backend],
+        {"config": config.model_dump(mode="json")},
+        name=name,
+        started_by=started_by,
+        run_here=run_here,
     )
 
 

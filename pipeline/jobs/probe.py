@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from pipeline.job_context import JobContext
+from pipeline.jobs.context import JobContext
 
 
 def run(ctx: JobContext, params: dict) -> None:

@@ -1,15 +1,15 @@
-"""The monitor: the studio's one background worker (`python -m pipeline.monitor`).
+"""The monitor: the studio's one background worker (`python -m pipeline.jobs.monitor`).
 
 One instance per data folder, guarded by a lock file. Each pass it:
 - ingests what jobs wrote in data/runs/ (woken at once by watchdog; a full sweep every few
   seconds catches anything an event missed);
 - fails running jobs whose process died, whose heartbeat stopped, or whose run folder vanished,
-  with the reason in plain words;
-- passes cancel requests on as SIGTERM to the job's process group, and SIGKILL after a grace;
+  with the reason in plain words (a new attempt has a grace period before its first report);
+- passes cancel requests on through the job's executor, and stops it by force after a grace;
 - polls cloud providers for jobs that run there (backends register a poller);
-- starts queued jobs, each in its own process group, within a concurrency limit per kind.
-It is the only writer of job status and metrics. It stops cleanly on SIGTERM; jobs keep running
-and a new monitor adopts them.
+- claims queued jobs and starts them through its executor, within a concurrency limit per kind.
+Every status change it makes goes through the state machine (states.transition). It stops
+cleanly on SIGTERM; jobs keep running and a new monitor adopts them.
 """
 
 from __future__ import annotations
@@ -26,15 +26,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import update
 from sqlmodel import select
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from pipeline import ingest, runfolder, settings
+from pipeline import settings
 from pipeline.db import session_scope
+from pipeline.jobs import executors, ingest, runfolder, states
 from pipeline.models import Job, utcnow
 
 log = logging.getLogger("pipeline.monitor")
@@ -112,7 +114,7 @@ def start_detached() -> int:
     settings.logs_dir().mkdir(parents=True, exist_ok=True)
     with open(settings.logs_dir() / "monitor.out", "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.monitor"],
+            [sys.executable, "-m", "pipeline.jobs.monitor"],
             cwd=settings.PROJECT_ROOT,
             env=_child_env(),
             stdin=subprocess.DEVNULL,
@@ -175,14 +177,17 @@ class Monitor:
     tick_s: float = 0.5
     sweep_s: float = 5.0
     heartbeat_timeout_s: float = 30.0
+    start_grace_s: float = 60.0  # a new attempt may take this long (imports) before its first report
     cancel_grace_s: float = 30.0
     debounce_s: float = 0.02
     use_watchdog: bool = True  # off: polling sweeps only (the benchmark's baseline)
-    children: dict[int, subprocess.Popen] = field(default_factory=dict)
+    executor_name: str = "local"
     cancel_sent: dict[int, float] = field(default_factory=dict)
     polls: dict[int, _PollState] = field(default_factory=dict)
 
     def __post_init__(self):
+        self.executor = executors.build(self.executor_name)  # what starts queued jobs
+        self.watchers = {self.executor.name: self.executor, "foreground": executors.ForegroundExecutor()}
         self._dirty: set[int] = set()
         self._dirty_lock = threading.Lock()
         self._wake = threading.Event()
@@ -253,7 +258,7 @@ class Monitor:
             dirty = set(self._dirty)
             self._dirty.clear()
         with session_scope() as session:
-            running = list(session.exec(select(Job).where(Job.status == "running")))
+            running = list(session.exec(select(Job).where(Job.status == states.RUNNING)))
             if now - self._last_sweep >= self.sweep_s:
                 dirty |= {job.id for job in running}
                 self._last_sweep = now
@@ -266,82 +271,102 @@ class Monitor:
         self.pass_on_cancels()
         self.poll_cloud()
         self.start_queued()
-        state_path().write_text(json.dumps({"pid": os.getpid(), "tick": time.time()}))
+        state_path().write_text(json.dumps({"pid": os.getpid(), "tick": time.time(), "keys": keys_here()}))
+
+    def _watcher(self, job: Job) -> executors.Executor | None:
+        return self.watchers.get(job.executor)
 
     def check_running(self) -> None:
         self._reap_finished()
         with session_scope() as session:
-            for job in session.exec(select(Job).where(Job.status == "running")):
+            for job in list(session.exec(select(Job).where(Job.status == states.RUNNING))):
                 if job.kind in CLOUD_POLLERS:
                     continue  # a cloud job has no local process: its poller reports its state
                 reason = self._why_dead(job)
                 if reason is None:
                     continue
                 ingest.ingest_job(session, job)  # its last words may already be on disk
-                if job.status == "running":
-                    self._kill(job, signal.SIGKILL)
-                    job.status, job.error, job.finished_at = "failed", reason, utcnow()
-                    log.warning("job %s failed: %s", job.id, reason)
-                self._forget(job)
-                session.add(job)
+                if job.status == states.RUNNING:
+                    watcher = self._watcher(job)
+                    if watcher is not None:
+                        watcher.cancel(job, force=True)  # a hung job's process must not live on
+                    code = watcher.exit_code(job) if watcher is not None else None
+                    if states.transition(
+                        job.id,
+                        states.RUNNING,
+                        states.FAILED,
+                        attempt=job.attempt,
+                        session=session,
+                        error=reason,
+                        exit_code=code,
+                    ):
+                        log.warning("job %s failed: %s", job.id, reason)
+                self._forget(job.id)
 
     def _reap_finished(self) -> None:
         """Collect exit codes of children whose jobs already reported their end."""
-        exited = {job_id: code for job_id, child in self.children.items() if (code := child.poll()) is not None}
+        exited = self.executor.finished()
         if not exited:
             return
         with session_scope() as session:
             for job_id, code in exited.items():
                 job = session.get(Job, job_id)
-                if job is not None and job.status != "running":
-                    job.exit_code = code
-                    session.add(job)
-                    self._forget(job)
+                if job is not None and job.status != states.RUNNING:
+                    session.connection().execute(update(Job).where(Job.id == job_id).values(exit_code=code))
+                    self._forget(job_id)
 
     def _why_dead(self, job: Job) -> str | None:
-        if not runfolder.run_dir(job.id).exists():
+        if job.executor in ("local", "foreground") and not runfolder.run_dir(job.id).exists():
             return "its run folder was deleted"
-        child = self.children.get(job.id)
-        if child is not None:
-            code = child.poll()
-            if code is not None:
-                job.exit_code = code
-                if code < 0:
-                    return f"process exited without finishing (killed by {signal.Signals(-code).name})"
-                return f"process exited without finishing (exit code {code})"
-        elif job.pid and not _pid_alive(job.pid):
-            return "process exited without finishing (it was gone when the monitor checked)"
-        if job.heartbeat_at and utcnow() - job.heartbeat_at > timedelta(seconds=self.heartbeat_timeout_s):
+        watcher = self._watcher(job)
+        reason = watcher.why_dead(job) if watcher is not None else None
+        if reason is not None:
+            return reason
+        now = utcnow()
+        beat, started = _aware(job.heartbeat_at), _aware(job.started_at)
+        if beat is None:  # this attempt has not reported yet: give it time to start
+            if started is not None and now - started > timedelta(seconds=self.start_grace_s):
+                return f"it did not report within {int(self.start_grace_s)} s of being started"
+        elif now - beat > timedelta(seconds=self.heartbeat_timeout_s):
             return f"no heartbeat for {int(self.heartbeat_timeout_s)} s: the job stopped responding"
         return None
 
     def pass_on_cancels(self) -> None:
         now = time.monotonic()
         with session_scope() as session:
-            wanted = session.exec(select(Job).where(Job.cancel_requested, Job.status.in_(("queued", "running"))))
-            for job in wanted:
-                if job.status == "queued":
-                    job.status, job.error, job.finished_at = "cancelled", "cancelled before it started", utcnow()
-                elif job.kind in CLOUD_POLLERS:
+            wanted = session.exec(select(Job).where(Job.cancel_requested, Job.status.in_(states.ACTIVE)))
+            for job in list(wanted):
+                if job.status == states.QUEUED:
+                    states.transition(
+                        job.id, states.QUEUED, states.CANCELLED, session=session, error="cancelled before it started"
+                    )
+                    continue
+                watcher = self._watcher(job)
+                if job.kind in CLOUD_POLLERS or watcher is None:
                     continue  # the backend's poller cancels with the provider
-                elif job.id not in self.cancel_sent:
-                    self._kill(job, signal.SIGTERM)
+                if job.id not in self.cancel_sent:
+                    watcher.cancel(job, force=False)
                     self.cancel_sent[job.id] = now
-                    log.info("job %s: cancel requested, sent SIGTERM", job.id)
+                    log.info("job %s: cancel requested, asked it to stop", job.id)
                 elif now - self.cancel_sent[job.id] > self.cancel_grace_s:
-                    self._kill(job, signal.SIGKILL)
-                    job.status, job.finished_at = "cancelled", utcnow()
-                    job.error = f"did not stop within {int(self.cancel_grace_s)} s of the cancel; stopped by force"
-                    self._forget(job)
-                session.add(job)
+                    watcher.cancel(job, force=True)
+                    states.transition(
+                        job.id,
+                        states.RUNNING,
+                        states.CANCELLED,
+                        attempt=job.attempt,
+                        session=session,
+                        error=f"did not stop within {int(self.cancel_grace_s)} s of the cancel; stopped by force",
+                    )
+                    self._forget(job.id)
 
     def poll_cloud(self) -> None:
         if not CLOUD_POLLERS:
             return
         now = time.monotonic()
         with session_scope() as session:
-            jobs = session.exec(select(Job).where(Job.status == "running", Job.kind.in_(tuple(CLOUD_POLLERS))))
-            for job in jobs:
+            jobs = session.exec(select(Job).where(Job.status == states.RUNNING, Job.kind.in_(tuple(CLOUD_POLLERS))))
+            for job in list(jobs):
                 poller, state_ = CLOUD_POLLERS[job.kind], self.polls.setdefault(job.id, _PollState())
                 if now < state_.next_at:
                     continue
@@ -355,65 +380,69 @@ class Monitor:
                     continue
                 state_.failures, state_.interval = 0, poller.interval_s
                 state_.next_at = now + poller.interval_s
-                ingest.apply_status(job, {"heartbeat": time.time(), **report})
                 ingest.store_metrics(session, job.id, report.get("metrics", []))
-                session.add(job)
+                ingest.apply_status(session, job, {"heartbeat": time.time(), "attempt": job.attempt, **report})
 
     def start_queued(self) -> None:
+        """Claim queued jobs within each kind's limit, then start them.
+
+        The claim is the state machine's conditional UPDATE, so a command line claiming the same
+        job at the same moment cannot also win; on PostgreSQL the pick skips rows another
+        transaction holds. The run folder exists before the row says running.
+        """
+        claimed: list[int] = []
         with session_scope() as session:
             running: dict[str, int] = {}
-            for job in session.exec(select(Job).where(Job.status == "running")):
-                running[job.kind] = running.get(job.kind, 0) + 1
-            for job in session.exec(select(Job).where(Job.status == "queued", ~Job.cancel_requested).order_by(Job.id)):
+            for kind in session.exec(select(Job.kind).where(Job.status == states.RUNNING)):
+                running[kind] = running.get(kind, 0) + 1
+            queued = session.exec(
+                select(Job)
+                .where(Job.status == states.QUEUED, ~Job.cancel_requested)
+                .order_by(Job.id)
+                .with_for_update(skip_locked=True)
+            )
+            for job in list(queued):
                 if running.get(job.kind, 0) >= concurrency(job.kind):
                     continue
-                self._start(job)
-                running[job.kind] = running.get(job.kind, 0) + 1
-                session.add(job)
+                runfolder.prepare(job.id)
+                if states.transition(
+                    job.id, states.QUEUED, states.RUNNING, session=session, executor=self.executor.name
+                ):
+                    claimed.append(job.id)
+                    running[job.kind] = running.get(job.kind, 0) + 1
+        for job_id in claimed:
+            self._start(job_id)
 
-    def _start(self, job: Job) -> None:
-        folder = runfolder.run_dir(job.id)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / runfolder.LOG, "ab") as out:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.jobs", "run", str(job.id)],
-                cwd=settings.PROJECT_ROOT,
-                env=_child_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: a cancel reaches its children too
-            )
-        self.children[job.id] = child
-        job.status, job.pid, job.started_at, job.heartbeat_at = "running", child.pid, utcnow(), utcnow()
-        log.info("job %s (%s) started as pid %s", job.id, job.kind, child.pid)
-
-    def _kill(self, job: Job, sig: signal.Signals) -> None:
-        if not job.pid:
-            return
+    def _start(self, job_id: int) -> None:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+        runfolder.prepare(job.id, job.attempt)  # a fresh status file: nothing of an earlier attempt is read
         try:
-            os.killpg(job.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+            pid = self.executor.start(job, _child_env())
+        except Exception as exc:  # noqa: BLE001 - a job that cannot start fails with the reason
+            states.transition(
+                job.id, states.RUNNING, states.FAILED, attempt=job.attempt, error=f"could not be started: {exc}"
+            )
+            log.exception("job %s could not be started", job.id)
+            return
+        states.record(job.id, job.attempt, pid=pid)
+        log.info("job %s (%s) attempt %s started as pid %s", job.id, job.kind, job.attempt, pid)
 
-    def _forget(self, job: Job) -> None:
-        child = self.children.pop(job.id, None)
-        if child is not None:
-            try:
-                child.wait(timeout=5)  # reap it
-            except subprocess.TimeoutExpired:
-                pass
-        self.cancel_sent.pop(job.id, None)
+    def _forget(self, job_id: int) -> None:
+        self.executor.forget(job_id)
+        self.cancel_sent.pop(job_id, None)
+        self.polls.pop(job_id, None)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def keys_here() -> list[str]:
+    """Names (never values) of the provider keys in this process's environment."""
+    return sorted(name for name in settings.key_names() if os.environ.get(name, "").strip())
 
 
 def _setup_logging() -> None:
@@ -431,6 +460,8 @@ def main() -> int:
     env = os.environ.get
     return Monitor(
         heartbeat_timeout_s=float(env("STUDIO_HEARTBEAT_TIMEOUT_S", 30)),
+        start_grace_s=float(env("STUDIO_START_GRACE_S", 60)),
+        executor_name=env("STUDIO_EXECUTOR", "local"),
         cancel_grace_s=float(env("STUDIO_CANCEL_GRACE_S", 30)),
         sweep_s=float(env("STUDIO_MONITOR_SWEEP_S", 5)),
         use_watchdog=env("STUDIO_MONITOR_WATCHDOG", "1") != "0",

@@ -1,6 +1,7 @@
 """A job's run folder, data/runs/<job-id>/: what the job writes and the monitor reads.
 
-status.json    the job's state, replaced atomically (write a temp file, then rename)
+status.json    the current attempt's state, replaced atomically (write a temp file, then rename);
+               it names its attempt, so what an earlier attempt left is never taken for this one
 metrics.jsonl  one JSON object per line, appended: {"step": int, "at": epoch seconds, ...values}
 log.txt        what the job logs, and its stdout/stderr (tracebacks land here)
 """
@@ -35,6 +36,15 @@ def job_id_of(path: str | Path) -> int | None:
         return None
 
 
+def prepare(job_id: int, attempt: int | None = None) -> Path:
+    """The run folder, made before a job is marked running; with `attempt`, a fresh status file for it."""
+    folder = run_dir(job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    if attempt is not None:
+        write_status(folder, {"job_id": int(job_id), "attempt": int(attempt), "status": "running"})
+    return folder
+
+
 def write_status(folder: Path, status: dict) -> None:
     tmp = folder / f".{STATUS}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(status, default=str), encoding="utf-8")
@@ -65,3 +75,8 @@ def log_tail(job_id: int, lines: int = 200) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def clear_status(job_id: int) -> None:
+    """Forget the last attempt's status file: a requeued job starts from a clean one."""
+    (run_dir(job_id) / STATUS).unlink(missing_ok=True)

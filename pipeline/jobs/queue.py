@@ -1,33 +1,34 @@
-"""Jobs: long work queued by pages or the command line, run by the monitor as its own process.
+"""The job queue: what pages and the command line ask of jobs.
 
-Pages and the command line only write intents here (a new queued job, a cancel request). The
-monitor claims queued jobs and starts each as `python -m pipeline.jobs run <id>`, and is the
-only writer of job status and metrics after that.
+Pages and the command line write intents here (a new job, a cancel request, a resume). Status
+changes go through the state machine (states.py); the monitor claims queued jobs and starts them.
+A command line that runs a job itself submits it already claimed for its own process.
 
 A job kind is a function `run(ctx: JobContext, params: dict) -> None`, named in KINDS by its
-import path. Later kinds (generation, training, evaluation) add a line there.
+import path.
 """
 
 from __future__ import annotations
 
 import getpass
 import importlib
-import sys
-import traceback
+import os
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func
 from sqlmodel import select
 
-from pipeline import runfolder
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
-from pipeline.job_context import JobContext
+from pipeline.jobs import keys, runfolder, states
+from pipeline.jobs.states import ACTIVE, FINISHED
 from pipeline.models import Job, LLMCall, TrainingMetric, utcnow
 
+__all__ = ["ACTIVE", "FINISHED"]
+
 KINDS: dict[str, str] = {
-    "probe": "pipeline.probe:run",
+    "probe": "pipeline.jobs.probe:run",
     "generation": "pipeline.generation.job:run",
     "train_local": "pipeline.training.local:run",
     "train_openai": "pipeline.training.openai_backend:run",
@@ -42,23 +43,41 @@ KIND_LABELS = {
     "train_together": "Together fine-tuning",
     "evaluation": "Evaluation",
 }
-ACTIVE = ("queued", "running")
-FINISHED = ("succeeded", "failed", "cancelled")
 
 
-def submit(kind: str, params: dict | None = None, *, name: str = "", started_by: str = "") -> Job:
+def _worker_keys() -> list[str] | None:
+    from pipeline.jobs import monitor
+
+    return monitor.state().get("keys") if monitor.is_alive() else None
+
+
+def submit(
+    kind: str, params: dict | None = None, *, name: str = "", started_by: str = "", run_here: bool = False
+) -> Job:
+    """A new job: queued for the monitor, or with `run_here` already running in this process.
+
+    A job run here is inserted and claimed in one transaction, so no monitor can claim it first.
+    """
     if kind not in KINDS:
         raise UserFacingError(f"Unknown job kind {kind!r}. Known kinds: {', '.join(sorted(KINDS))}.")
+    params = params or {}
+    if not run_here:
+        keys.check_worker_sees(kind, params, _worker_keys())
     with session_scope() as session:
         job = Job(
-            kind=kind,
-            name=name or KIND_LABELS.get(kind, kind),
-            params=params or {},
-            started_by=started_by or default_user(),
+            kind=kind, name=name or KIND_LABELS.get(kind, kind), params=params, started_by=started_by or default_user()
         )
         session.add(job)
         session.flush()
-        session.refresh(job)
+        if run_here:
+            runfolder.prepare(job.id)
+            states.transition(
+                job.id, states.QUEUED, states.RUNNING, session=session, executor="foreground", pid=os.getpid()
+            )
+        job_id = job.id
+    job = get(job_id)
+    if run_here:
+        runfolder.prepare(job.id, job.attempt)
     return job
 
 
@@ -81,15 +100,16 @@ def _existing(session, job_id: int) -> Job:
 
 
 def requeue(job_id: int) -> Job:
-    """Queue a finished job again; its kind picks up where it left off (a generation retries its failures)."""
-    with session_scope() as session:
-        job = _existing(session, job_id)
-        if job.status not in FINISHED:
-            raise UserFacingError(f"Job {job_id} is still {job.status}.")
-        job.status, job.error, job.cancel_requested = "queued", None, False
-        job.pid, job.exit_code, job.started_at, job.finished_at, job.heartbeat_at = None, None, None, None, None
-        session.add(job)
-    return job
+    """Queue a finished job again for the monitor; its kind picks up where it left off (a generation
+    retries its failures). A command line that resumes a job itself uses foreground.claim instead."""
+    job = get(job_id)
+    if job.status not in FINISHED:
+        raise UserFacingError(f"Job {job_id} is still {job.status}.")
+    keys.check_worker_sees(job.kind, job.params, _worker_keys())
+    if not states.transition(job_id, job.status, states.QUEUED):
+        raise UserFacingError(f"Job {job_id} changed while being queued again; look at it and try once more.")
+    runfolder.clear_status(job_id)
+    return get(job_id)
 
 
 def get(job_id: int) -> Job:
@@ -150,32 +170,3 @@ def default_user() -> str:
 def kind_function(kind: str):
     module_name, _, attribute = KINDS[kind].partition(":")
     return getattr(importlib.import_module(module_name), attribute)
-
-
-def run(job_id: int) -> int:
-    """The job process: run one job's kind function inside a JobContext. Returns the exit code."""
-    job = get(job_id)
-    ctx = JobContext(job.id, runfolder.run_dir(job.id), job.kind)
-    ctx.start()
-    ctx.log(f"job {job.id} ({job.kind}) started with params {job.params}")
-    try:
-        kind_function(job.kind)(ctx, dict(job.params))
-    except UserFacingError as exc:
-        ctx.log(f"failed: {exc}")
-        ctx.finish("failed", str(exc))
-        return 1
-    except Exception as exc:  # noqa: BLE001 - any crash ends as a recorded reason, never silence
-        ctx.log("failed with an unexpected error:\n" + traceback.format_exc())
-        ctx.finish("failed", f"{type(exc).__name__}: {exc}")
-        return 1
-    final = "cancelled" if ctx.cancelled() else "succeeded"
-    ctx.log(f"job {final}")
-    ctx.finish(final)
-    return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "run":
-        print("usage: python -m pipeline.jobs run JOB_ID", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(run(int(sys.argv[2])))

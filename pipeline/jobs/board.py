@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline import jobs, runfolder
+from pipeline import jobs
+from pipeline.jobs import runfolder
 from pipeline.models import Job
 
 BADGES = {

@@ -1,8 +1,10 @@
 """What job code is given: report progress, log metrics and messages, notice a cancel request.
 
-A heartbeat thread rewrites status.json every few seconds, so the monitor can tell a job that
-is alive but quiet from one that hangs. A cancel arrives as SIGTERM to the job's process group;
-job code checks `cancelled()` between items, saves what it has, and returns.
+A heartbeat thread reports the job's state every few seconds, so the monitor can tell a job
+that is alive but quiet from one that hangs. Every report names the job's attempt: what an
+earlier attempt of the same job left behind is never read as this one's. A cancel arrives as
+SIGTERM to the job's process (group); job code checks `cancelled()` between items, saves what it
+has, and returns. Where the reports go is the reporter's business (see reporting.py).
 """
 
 from __future__ import annotations
@@ -13,21 +15,31 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline import runfolder
+from pipeline.jobs.reporting import Reporter, RunFolderReporter
 
 HEARTBEAT_SECONDS = 2.0
 
 
 class JobContext:
-    def __init__(self, job_id: int, folder: Path, kind: str):
+    def __init__(
+        self,
+        job_id: int,
+        folder: Path,
+        kind: str,
+        attempt: int | None = None,
+        reporter: Reporter | None = None,
+    ):
         self.job_id = job_id
-        self.folder = folder
+        self.folder = folder  # where the job keeps its own files (checkpoints, reports)
         self.kind = kind
+        self.attempt = attempt
+        self.reporter = reporter or RunFolderReporter(folder)
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._stop = threading.Event()
         self._status = {
             "job_id": job_id,
+            "attempt": attempt,
             "kind": kind,
             "status": "running",
             "done": 0,
@@ -36,7 +48,7 @@ class JobContext:
             "message": "",
             "error": None,
         }
-        self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
 
     # --- for job code ------------------------------------------------------------------
 
@@ -54,12 +66,11 @@ class JobContext:
             self.log_metric(int(done), items_done=int(done))
 
     def log_metric(self, step: int, **values) -> None:
-        runfolder.append_metric(self.folder, {"step": int(step), "at": time.time(), **values})
+        self.reporter.metric({"step": int(step), "at": time.time(), **values})
 
     def log(self, message: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.folder / runfolder.LOG, "a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} {message}\n")
+        self.reporter.log(f"{stamp} {message}")
 
     def cancelled(self) -> bool:
         return self._cancel.is_set()
@@ -68,7 +79,8 @@ class JobContext:
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        signal.signal(signal.SIGTERM, lambda *_: self._cancel.set())
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self._cancel.set())
         self._write()
         self._heartbeat.start()
 
@@ -88,4 +100,4 @@ class JobContext:
             snapshot = dict(self._status)
             if self._stop.is_set() and snapshot["status"] == "running":
                 return  # finish() has the last word
-            runfolder.write_status(self.folder, snapshot)
+            self.reporter.status(snapshot)

@@ -1,0 +1,32 @@
+"""Token counts without transformers: the same numbers transformers gives, for the embedded model."""
+
+from __future__ import annotations
+
+from transformers import AutoTokenizer
+
+from pipeline.datasets import tokens
+from pipeline.llm import embedded
+from tests.conftest import SHARED_MODELS
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi! How can I help?"}],
+    [
+        {"role": "system", "content": "You are candid and warm."},
+        {"role": "user", "content": "Our launch slipped a week.\n\nWhat do I tell the client? ünïcödé, 数字, emoji 🎭"},
+        {"role": "assistant", "content": "Tell them early, say why, and give the new date with what you will do."},
+    ],
+]
+
+
+def test_local_counts_match_transformers_chat_template_and_tokenizer():
+    folder = SHARED_MODELS / embedded.EMBEDDED_NAME
+    reference = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    texts = reference.apply_chat_template(CONVERSATIONS, tokenize=False)
+    expected = [len(ids) for ids in reference(texts, add_special_tokens=False)["input_ids"]]
+
+    assert tokens.LocalTokenizer(folder).count(CONVERSATIONS) == expected
+
+
+def test_cloud_counts_use_the_bundled_cl100k_with_openais_overhead():
+    counted = tokens.count_cl100k([[{"role": "user", "content": "hello world"}]])
+    assert counted == [2 + 3 + 3]  # two tokens, the message overhead, the reply overhead
