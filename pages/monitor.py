@@ -56,6 +56,7 @@ def show_job(detail: board.JobDetail) -> None:
     b.metric("Elapsed", detail.elapsed or "–")
     c.metric("ETA", detail.eta or "–")
     d.metric("Cost so far", f"${detail.cost_usd:.4f}")
+    st.caption(detail.where)
     if job.progress_total:
         st.progress(
             min(job.progress_done / job.progress_total, 1.0),
@@ -66,14 +67,12 @@ def show_job(detail: board.JobDetail) -> None:
         st.error(f"This job failed: {job.error}")
     elif job.status == "cancelled" and job.error:
         st.warning(job.error)
+    if detail.can_resume and st.button(
+        "Resume this job", key=f"resume_{job.id}", help="Queue it again; it picks up where it stopped."
+    ):
+        act(jobs.requeue, job.id, "Queued again; the background worker picks it up where it stopped.")
     if detail.can_cancel and st.button("Cancel this job", type="secondary", key=f"cancel_{job.id}"):
-        try:
-            jobs.request_cancel(job.id)
-        except UserFacingError as exc:
-            st.error(str(exc))
-        else:
-            st.toast("Cancel requested; the job saves what it has and stops.")
-            st.rerun()  # show "cancelling" now, not at the next refresh
+        act(jobs.request_cancel, job.id, "Cancel requested; the job saves what it has and stops.")
     figure = (
         charts.training_curves(detail.metrics)
         if detail.is_training
@@ -84,6 +83,17 @@ def show_job(detail: board.JobDetail) -> None:
     log_tab, params_tab = st.tabs(["Log", "Parameters"])
     log_tab.code(detail.log or "(nothing logged yet)", language=None)
     params_tab.json(job.params)
+
+
+def act(action, job_id: int, done: str) -> None:
+    """Ask something of a job; say why if it cannot be done, else show the new state at once."""
+    try:
+        action(job_id)
+    except UserFacingError as exc:
+        st.error(str(exc))
+    else:
+        st.toast(done)
+        st.rerun()  # show the new state now, not at the next refresh
 
 
 live_board()

@@ -152,6 +152,7 @@ def _cmd_jobs(args) -> int:
         detail = board.detail(args.job_id)
         job = detail.job
         print(f"Job #{job.id}: {job.name} ({job.kind}), {detail.badge}")
+        print(detail.where)
         print(
             f"progress: {job.progress_done}/{job.progress_total} {job.progress_unit}  elapsed: {detail.elapsed}"
             f"  eta: {detail.eta or '-'}  cost: ${detail.cost_usd:.4f}  started by: {job.started_by}"

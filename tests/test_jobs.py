@@ -206,3 +206,23 @@ def test_keys_needed_come_from_the_kind_and_every_model_named():
     assert keys.needed("evaluation", params) == {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
     assert keys.needed("train_together", {}) == {"TOGETHER_API_KEY"}
     assert keys.needed("generation", {"response_models": ["local/smollm2-135m-instruct"]}) == set()
+
+
+def test_a_job_reporting_to_the_database_needs_no_run_folder(tmp_path):
+    from pipeline.jobs import probe
+    from pipeline.jobs.context import JobContext
+    from pipeline.jobs.reporting import DatabaseReporter
+
+    job = jobs.submit("probe")
+    assert states.transition(job.id, "queued", "running", executor="remote")  # as an executor elsewhere claims it
+    job = jobs.get(job.id)
+    ctx = JobContext(job.id, tmp_path / "elsewhere", job.kind, attempt=job.attempt, reporter=DatabaseReporter(job.id))
+    ctx.start()
+    probe.run(ctx, {"rate": 50, "seconds": 0.2})
+    ctx.finish("succeeded")
+
+    done = jobs.get(job.id)
+    assert (done.status, done.progress_done, done.progress_total, done.progress_unit) == ("succeeded", 10, 10, "lines")
+    assert done.heartbeat_at is not None
+    assert sorted(m.step for m in jobs.metrics(job.id)) == list(range(11))  # progress at 0, lines 1..10
+    assert not runfolder.run_dir(job.id).exists()

@@ -283,6 +283,24 @@ def test_monitoring_page_explains_a_failure_and_shows_the_log():
     assert "Traceback: boom" in at.code[0].value
 
 
+def test_monitoring_page_resumes_a_failed_job_in_one_click():
+    from pipeline import jobs
+
+    made = _jobs_in_every_state()
+    at = open_app("pages/monitor.py")
+    at.selectbox(key="monitor_job").select(made["failed"]).run()
+    assert not [b for b in at.button if b.label == "Cancel this job"]
+
+    next(b for b in at.button if b.label == "Resume this job").click().run()
+
+    assert not at.exception
+    resumed = jobs.get(made["failed"])
+    assert (resumed.status, resumed.error) == ("queued", None)
+    assert at.metric[0].value == "🟡 queued"
+    assert "Waiting for the background worker" in " ".join(c.value for c in at.caption)
+    assert not [b for b in at.button if b.label == "Resume this job"]
+
+
 def test_monitoring_page_with_no_jobs_says_so_and_can_start_a_worker_check():
     at = open_app("pages/monitor.py")
     assert "No jobs yet" in at.info[0].value

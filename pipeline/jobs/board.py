@@ -77,6 +77,20 @@ class JobDetail:
     def is_training(self) -> bool:
         return self.job.progress_unit == "steps"
 
+    @property
+    def can_resume(self) -> bool:
+        return self.job.status in ("failed", "cancelled")
+
+    @property
+    def where(self) -> str:
+        """Which attempt this is and what runs it, in words."""
+        job = self.job
+        if job.status == "queued":
+            return "Waiting for the background worker" + (f" (attempt {job.attempt + 1})" if job.attempt else "")
+        runner = {"local": "the background worker", "foreground": "a command line"}.get(job.executor, job.executor)
+        ran = "runs in" if job.status == "running" else "ran in"
+        return f"Attempt {job.attempt} · {ran} {runner}" + (f" (pid {job.pid})" if job.pid else "")
+
 
 def detail(job_id: int, log_lines: int = 80) -> JobDetail:
     job = jobs.get(job_id)
