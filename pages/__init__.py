@@ -23,3 +23,30 @@ def route_through_app() -> None:
         PagesManager.uses_pages_directory = False
         runpy.run_path(str(APP), run_name="__main__")
         st.stop()
+
+
+CHOSEN_PERSONA = "chosen_persona"  # not a widget key: it outlives page switches
+
+
+def pick_persona(names: list[str], *, key: str, where=None, first: str | None = None, label: str = "Persona"):
+    """A persona picker that remembers the choice across pages (session) and in the URL (?persona=).
+
+    `first` is an extra option before the names (e.g. "All"); it is offered but not remembered.
+    """
+    import streamlit as st
+
+    where = where or st
+    options = ([first] if first else []) + list(names)
+    remembered = st.session_state.get(CHOSEN_PERSONA) or st.query_params.get("persona")
+    if key not in st.session_state and remembered in names:
+        st.session_state[key] = remembered  # a page opened afresh starts on the persona in hand
+
+    def keep() -> None:
+        if st.session_state[key] in names:
+            st.session_state[CHOSEN_PERSONA] = st.session_state[key]
+
+    choice = where.selectbox(label, options, key=key, on_change=keep)
+    if choice in names:
+        st.session_state[CHOSEN_PERSONA] = choice
+        st.query_params["persona"] = choice
+    return choice

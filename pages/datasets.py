@@ -1,4 +1,4 @@
-from pages import route_through_app
+from pages import pick_persona, route_through_app
 
 route_through_app()
 
@@ -21,7 +21,7 @@ if not persona_list:
     st.info("Create a persona first, on the Personas page.")
     st.stop()
 by_name = {p.name: p for p in persona_list}
-persona = by_name[st.selectbox("Persona", list(by_name), key="datasets_persona")]
+persona = by_name[pick_persona(list(by_name), key="datasets_persona")]
 
 
 def show_report(report, limit: int | None = None) -> None:

@@ -1,4 +1,4 @@
-from pages import route_through_app
+from pages import pick_persona, route_through_app
 
 route_through_app()
 
@@ -23,7 +23,7 @@ if not persona_list:
     st.info("Create a persona first, on the Personas page.")
     st.stop()
 by_name = {p.name: p for p in persona_list}
-persona = by_name[st.selectbox("Persona", list(by_name), key="eval_persona")]
+persona = by_name[pick_persona(list(by_name), key="eval_persona")]
 
 models = service.model_choices()
 options = [contestants.Contestant(m, mode).name for m in models for mode in contestants.MODES]

@@ -1,10 +1,10 @@
-from pages import route_through_app
+from pages import pick_persona, route_through_app
 
 route_through_app()
 
 import streamlit as st
 
-from pipeline import overview
+from pipeline import flow, overview, personas
 
 st.title("Persona Studio")
 st.markdown(
@@ -19,9 +19,35 @@ cols[3].metric("Deployed models", counts["deployed_models"])
 cols[4].metric("Spend", f"${counts['spend_usd']:.4f}")
 st.info(f"**Last evaluation:** {counts['last_evaluation']}")
 
-st.subheader("Where to start")
-st.page_link("pages/personas.py", label=f"Personas ({counts['personas']}): write a system prompt and traits", icon="🎭")
+persona_list = personas.list_personas()
+if not persona_list:
+    st.subheader("Where to start")
+    st.page_link("pages/personas.py", label="Write your first persona", icon=":material/person_add:")
+    st.stop()
+
+st.subheader("Your persona, step by step")
+by_name = {p.name: p for p in persona_list}
+persona = by_name[pick_persona(list(by_name), key="home_persona")]
+steps = flow.steps(persona.id)
+upcoming = flow.next_step(steps)
+with st.container(border=True):
+    for number, step in enumerate(steps, start=1):
+        icon = ":material/check_circle:" if step.done else ":material/radio_button_unchecked:"
+        if step is upcoming:
+            icon = ":material/arrow_circle_right:"
+        left, right = st.columns([1, 3])
+        left.markdown(f"{icon} **{number}. {step.title}**")
+        right.markdown(step.detail)
+if upcoming is not None:
+    if st.button(f"Next: {upcoming.action}", type="primary", icon=":material/arrow_forward:"):
+        st.switch_page(upcoming.page)
+else:
+    st.success(f"{persona.name} has a deployed model. Chat with it without the system prompt in the Playground.")
+    if st.button("Open the Playground", type="primary", icon=":material/chat:"):
+        st.switch_page("pages/playground.py")
+
+st.subheader("Elsewhere")
 st.page_link(
-    "pages/playground.py", label="Playground: chat with a model, with or without the persona's prompt", icon="💬"
+    "pages/monitor.py", label=f"Live monitoring: {counts['running_jobs']} job(s) running", icon=":material/monitoring:"
 )
-st.page_link("pages/monitor.py", label=f"Live monitoring: {counts['running_jobs']} job(s) running", icon="📈")
+st.page_link("pages/playground.py", label="Playground: chat with any model", icon=":material/chat:")

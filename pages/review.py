@@ -1,4 +1,4 @@
-from pages import route_through_app
+from pages import pick_persona, route_through_app
 
 route_through_app()
 
@@ -20,7 +20,7 @@ by_name = {p.name: p for p in persona_list}
 
 with st.container(border=True):
     a, b, c, d = st.columns(4)
-    persona_name = a.selectbox("Persona", ["All", *by_name], key="review_persona")
+    persona_name = pick_persona(list(by_name), key="review_persona", where=a, first="All")
     persona = by_name.get(persona_name)
     run_ids = [r.id for r in generation.runs() if persona is None or r.params.get("persona_id") == persona.id]
     run = b.selectbox("Run", ["All", *run_ids], format_func=lambda r: r if r == "All" else f"#{r}", key="review_run")

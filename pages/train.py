@@ -30,7 +30,10 @@ with st.container(border=True):
         ["local", "together", "openai"],
         horizontal=True,
         key="train_backend",
-        format_func={"local": "This machine", "together": "Together", "openai": "OpenAI"}.get,
+        format_func=lambda name: (
+            {"local": "This machine", "together": "Together", "openai": "OpenAI"}[name]
+            + (" (needs a key)" if service.missing_key(name) else "")
+        ),
     )
     method = c.radio(
         "Method",

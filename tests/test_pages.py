@@ -30,7 +30,7 @@ def texts(elements) -> list[str]:
 def test_home_shows_the_studio_counts_and_the_configured_providers():
     at = open_app()
     assert at.title[0].value == "Persona Studio"
-    assert "Personas (1)" in at.get("page_link")[0].proto.label  # the sample persona
+    assert at.selectbox(key="home_persona").value == "collaborative"  # the sample persona, step by step
     sidebar = " ".join(texts(at.sidebar.markdown))
     assert "🟢 Embedded (SmolLM2-135M)" in sidebar
     assert "⚪ Anthropic · no key" in sidebar and "⚪ OpenAI · no key" in sidebar

@@ -61,6 +61,17 @@ def needed(kind: str, params: dict) -> set[str]:
     return names
 
 
+def missing_for(kind: str) -> str | None:
+    """Why a job of this kind cannot run here for want of a key, in words; None when its key is set."""
+    name = KIND_KEYS.get(kind)
+    if name is None or settings.get_secret(name):
+        return None
+    return (
+        f"This needs {name}: put it in {settings.secrets_file()} (copy .streamlit/secrets.toml.example), "
+        "or set it in the environment the studio starts with, then reload the page."
+    )
+
+
 def unseen_by_worker(kind: str, params: dict, worker_keys: list[str] | None) -> list[str]:
     """Keys the job needs that are set in this process's environment only, where the worker won't look.
 

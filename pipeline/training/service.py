@@ -12,6 +12,7 @@ from pipeline import jobs, settings
 from pipeline.datasets import build, checks, targets
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
+from pipeline.jobs import keys
 from pipeline.models import Job, ModelEntry, TrainingMetric
 from pipeline.training import hardware
 from pipeline.training.config import TrainingConfig
@@ -65,6 +66,8 @@ def plan(config: TrainingConfig) -> Plan:
         )
     if config.method == "dpo" and config.backend == "openai":
         problems.append("DPO here runs locally or on Together; OpenAI preference tuning is not wired up.")
+    if reason := missing_key(config.backend):
+        problems.append(reason)
     if config.qlora and hardware.detect().device != "cuda":
         problems.append("QLoRA needs a CUDA GPU; this machine has none. Switch it off.")
     if config.backend != "local" and config.resolved_base().startswith("local/"):
@@ -77,6 +80,11 @@ def plan(config: TrainingConfig) -> Plan:
     return Plan(
         config, report.valid, dataset.counts.get("validation", 0), pairs, tokens, billed, cost, seconds, problems, notes
     )
+
+
+def missing_key(backend: str) -> str | None:
+    """Why `backend` cannot be used here for want of its key (and where to put it); None when it can."""
+    return keys.missing_for(KIND[backend])
 
 
 def local_tokens_per_s(base_model: str) -> float:
