@@ -4,6 +4,7 @@ import os
 
 import streamlit as st
 
+from pages import remember_page_settings
 from pipeline import settings, startup
 from pipeline.jobs import monitor
 
@@ -35,6 +36,7 @@ pages = {
     ],
 }
 navigation = st.navigation(pages)
+remember_page_settings()
 
 with st.sidebar:
     st.text_input("Your name", key="user_name", help="Recorded on the jobs you start and the labels you give.")

@@ -50,3 +50,60 @@ def pick_persona(names: list[str], *, key: str, where=None, first: str | None = 
         st.session_state[CHOSEN_PERSONA] = choice
         st.query_params["persona"] = choice
     return choice
+
+
+# The settings each page keeps while the user visits other pages: choices and numbers only. Buttons,
+# uploads and editors are never listed: Streamlit refuses a value written to those.
+REMEMBERED = frozenset(
+    {
+        # Generate
+        "gen_examples",
+        # Review
+        "review_run",
+        "review_status",
+        "review_star",
+        "review_rating",
+        "review_type",
+        "review_trait",
+        "review_search",
+        "review_view",
+        # Datasets
+        "build_status",
+        "build_gold",
+        "build_rating",
+        "build_share",
+        "build_seed",
+        "build_target",
+        # Train
+        "train_dataset",
+        "train_backend",
+        "train_method",
+        "train_preset",
+        "train_batch",
+        "train_accum",
+        "train_len",
+        "train_dropout",
+        "train_eval",
+        "train_save",
+        "train_seed",
+        "train_merge",
+        # Evaluate
+        "eval_judge",
+        "eval_held_out",
+        "eval_keep_going",
+        "eval_scores",
+        "eval_traits",
+    }
+)
+
+
+def remember_page_settings() -> None:
+    """Keep each page's settings when the user visits another page and comes back.
+
+    Streamlit forgets the state of widgets that were not drawn in a run; writing a widget's value
+    back through session state before any page draws keeps it (Streamlit's documented way).
+    """
+    import streamlit as st
+
+    for key in REMEMBERED & set(st.session_state):
+        st.session_state[key] = st.session_state[key]

@@ -91,3 +91,16 @@ def test_a_cloud_backend_without_its_key_is_marked_and_cannot_start(studio):
     errors = " ".join(e.value for e in at.error)
     assert "This needs TOGETHER_API_KEY" in errors and "secrets.toml" in errors
     assert next(b for b in at.button if b.label == "Start training").disabled
+
+
+def test_a_pages_settings_are_kept_after_a_visit_to_another_page():
+    at = open_app("pages/review.py")
+    at.selectbox(key="review_star").select("Starred").run()
+    at.multiselect(key="review_status").select("rejected").run()
+
+    at.switch_page("pages/monitor.py").run()
+    at.switch_page("pages/review.py").run()
+
+    assert not at.exception and not at.warning  # no "set via the Session State API" warnings either
+    assert at.selectbox(key="review_star").value == "Starred"
+    assert "rejected" in at.multiselect(key="review_status").value
