@@ -81,7 +81,11 @@ def show_job(detail: board.JobDetail) -> None:
     if figure is not None:
         st.plotly_chart(figure, width="stretch", key=f"chart_{job.id}")
     log_tab, params_tab = st.tabs(["Log", "Parameters"])
-    log_tab.code(detail.log or "(nothing logged yet)", language=None)
+    said, technical = board.split_log(detail.log)
+    log_tab.code(said or "(nothing logged yet)", language=None)
+    if technical:
+        with log_tab.expander("Technical details (warnings and progress output)"):
+            st.code(technical, language=None)
     params_tab.json(job.params)
 
 

@@ -226,3 +226,27 @@ def test_a_job_reporting_to_the_database_needs_no_run_folder(tmp_path):
     assert done.heartbeat_at is not None
     assert sorted(m.step for m in jobs.metrics(job.id)) == list(range(11))  # progress at 0, lines 1..10
     assert not runfolder.run_dir(job.id).exists()
+
+
+def test_the_log_shows_the_jobs_own_words_and_keeps_warnings_and_progress_bars_apart():
+    from pipeline.jobs.board import split_log
+
+    log = (
+        "2026-12-02 08:14:18 job 1 (probe) attempt 1 started\n"
+        "/venv/lib/x.py:12: FutureWarning: something is deprecated\n"
+        "  warnings.warn(\n"
+        "Generating:  50%|#####     | 1/2 [00:01<00:01]\n"
+        "2026-12-02 08:14:20 failed with an unexpected error:\n"
+        "Traceback (most recent call last):\n"
+        "ValueError: boom\n"
+        "2026-12-02 08:14:21 job failed"
+    )
+    said, technical = split_log(log)
+    assert said.splitlines() == [
+        "2026-12-02 08:14:18 job 1 (probe) attempt 1 started",
+        "2026-12-02 08:14:20 failed with an unexpected error:",
+        "Traceback (most recent call last):",
+        "ValueError: boom",
+        "2026-12-02 08:14:21 job failed",
+    ]
+    assert "FutureWarning" in technical and "Generating:" in technical and "job" not in technical

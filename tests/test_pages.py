@@ -280,7 +280,8 @@ def test_monitoring_page_explains_a_failure_and_shows_the_log():
     at = open_app("pages/monitor.py")
     at.selectbox(key="monitor_job").select(made["failed"]).run()
     assert texts(at.error) == ["This job failed: process exited without finishing"]
-    assert "Traceback: boom" in at.code[0].value
+    assert "job 3 (probe) started" in at.code[0].value  # the job's own words first
+    assert "Traceback: boom" in at.code[1].value  # the raw output under "Technical details"
 
 
 def test_monitoring_page_resumes_a_failed_job_in_one_click():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pipeline import jobs
@@ -57,6 +58,26 @@ def rows(limit: int = 200) -> list[dict]:
             }
         )
     return table
+
+
+STAMPED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} ")  # the job's own words (JobContext.log)
+
+
+def split_log(text: str) -> tuple[str, str]:
+    """(what the job said: its own stamped lines; everything else: warnings, progress bars).
+
+    A stamped line ending in ":" introduces what follows it (a traceback the job logged): those
+    lines stay with it until the next stamped line."""
+    said, technical, introduced = [], [], False
+    for line in text.splitlines():
+        if STAMPED.match(line):
+            said.append(line)
+            introduced = line.endswith(":")
+        elif introduced:
+            said.append(line)
+        else:
+            technical.append(line)
+    return "\n".join(said), "\n".join(technical)
 
 
 @dataclass
