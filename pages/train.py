@@ -49,17 +49,45 @@ with st.container(border=True):
     )
     preset = b.segmented_control("Preset", list(PRESETS), default="standard", key="train_preset") or "standard"
     values = preset_values(preset, backend)
-    with st.expander("Hyperparameters"):
+    with st.expander("Advanced settings"):
+        st.caption("The preset chooses these well; change one only for a reason.")
         a, b, c = st.columns(3)
-        values["epochs"] = a.number_input("Epochs", 1, 50, values["epochs"], key=f"train_epochs_{preset}")
+        values["epochs"] = a.number_input(
+            "Epochs",
+            1,
+            50,
+            values["epochs"],
+            key=f"train_epochs_{preset}",
+            help="How many times it reads every example.",
+        )
         values["learning_rate"] = b.number_input(
-            "Learning rate", 1e-6, 1e-2, values["learning_rate"], format="%.6f", key=f"train_lr_{preset}_{backend}"
+            "Learning rate",
+            1e-6,
+            1e-2,
+            values["learning_rate"],
+            format="%.6f",
+            key=f"train_lr_{preset}_{backend}",
+            help="How big each correction is: too high forgets what the model knew, too low learns little.",
         )
         values["batch_size"] = c.number_input("Batch size", 1, 64, 4, key="train_batch")
         values["gradient_accumulation"] = a.number_input("Gradient accumulation", 1, 64, 1, key="train_accum")
         values["max_seq_length"] = b.number_input("Max sequence length", 64, 32768, 1024, step=64, key="train_len")
-        values["lora_r"] = c.number_input("LoRA r", 1, 256, values["lora_r"], key=f"train_r_{preset}")
-        values["lora_alpha"] = a.number_input("LoRA alpha", 1, 512, values["lora_alpha"], key=f"train_alpha_{preset}")
+        values["lora_r"] = c.number_input(
+            "Adapter size (LoRA r)",
+            1,
+            256,
+            values["lora_r"],
+            key=f"train_r_{preset}",
+            help="How much the add-on can learn: bigger learns more and needs more examples.",
+        )
+        values["lora_alpha"] = a.number_input(
+            "Adapter strength (LoRA alpha)",
+            1,
+            512,
+            values["lora_alpha"],
+            key=f"train_alpha_{preset}",
+            help="How strongly the add-on changes the model; usually twice the size.",
+        )
         values["lora_dropout"] = b.number_input("LoRA dropout", 0.0, 0.5, 0.05, key="train_dropout")
         values["eval_every"] = c.number_input("Validation loss every N steps", 1, 10_000, 10, key="train_eval")
         values["save_every"] = a.number_input("Checkpoint every N steps", 1, 10_000, 20, key="train_save")
@@ -76,12 +104,15 @@ except UserFacingError as exc:
 
 cols = st.columns(5)
 cols[0].metric("Examples", f"{plan.examples:,}")
-cols[1].metric("Tokens per epoch", f"{plan.tokens_per_epoch:,}")
-cols[2].metric("Billed tokens", f"{plan.billed_tokens:,}")
+cols[1].metric("Text per pass (tokens)", f"{plan.tokens_per_epoch:,}", help="A token is about ¾ of a word.")
+cols[2].metric("Tokens paid for" if backend != "local" else "Tokens trained", f"{plan.billed_tokens:,}")
 cols[3].metric("Cost (estimate)", "unknown" if plan.cost_usd is None else f"${plan.cost_usd:,.2f}")
 cols[4].metric("Time (estimate)", board.duration(plan.seconds) if plan.seconds else "set by the provider")
 if backend == "local":
-    st.caption(f"Runs on {hardware.detect().description}. LoRA r={config.lora_r}, alpha={config.lora_alpha}.")
+    st.caption(
+        f"Trains a small add-on to the model (a LoRA adapter) on {hardware.detect().in_words}. "
+        f"Technical: {hardware.detect().description}, adapter size {config.lora_r}."
+    )
 for problem in plan.problems:
     st.error(problem)
 for note in plan.notes:

@@ -11,7 +11,14 @@ from pathlib import Path
 class Hardware:
     device: str  # cuda | cpu
     bf16: bool
-    description: str
+    description: str  # for engineers: device and precision
+
+    @property
+    def in_words(self) -> str:
+        """Where training runs, for someone who is not an engineer."""
+        if self.device == "cuda":
+            return "this computer's graphics card"
+        return "this computer's processor (no graphics card: slower, but it works)"
 
 
 @lru_cache(maxsize=1)
