@@ -155,7 +155,7 @@ def _cmd_jobs(args) -> int:
         print(detail.where)
         print(
             f"progress: {job.progress_done}/{job.progress_total} {job.progress_unit}  elapsed: {detail.elapsed}"
-            f"  eta: {detail.eta or '-'}  cost: ${detail.cost_usd:.4f}  started by: {job.started_by}"
+            f"  eta: {detail.eta or '-'}  cost: ${detail.cost_usd:.4f}  started by: {job.started_by or '—'}"
         )
         if job.error:
             print(f"reason: {job.error}")

@@ -53,7 +53,7 @@ def rows(limit: int = 200) -> list[dict]:
                 "done": f"{job.progress_done} / {job.progress_total} {job.progress_unit}" if job.progress_total else "",
                 "elapsed": duration(timing.elapsed_s),
                 "eta": duration(timing.eta_s),
-                "started by": job.started_by,
+                "started by": job.started_by or "—",
                 "cost": spent.get(job.id, 0.0),
             }
         )

@@ -161,10 +161,13 @@ def timing(job: Job, now: datetime | None = None) -> Timing:
 
 
 def default_user() -> str:
+    """The operating system's name for who runs this, when nobody gave a name; never "root", which
+    names a container's account, not a person."""
     try:
-        return getpass.getuser()
+        name = getpass.getuser()
     except (KeyError, OSError):
         return ""
+    return "" if name == "root" else name
 
 
 def kind_function(kind: str):
