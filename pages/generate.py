@@ -1,4 +1,4 @@
-from pages import route_through_app
+from pages import pick_persona, route_through_app
 
 route_through_app()
 
@@ -26,7 +26,7 @@ models = catalog.available_models()
 
 with st.container(border=True):
     left, right = st.columns(2)
-    persona_name = left.selectbox("Persona", [p.name for p in persona_list])
+    persona_name = pick_persona([p.name for p in persona_list], key="gen_persona", where=left)
     examples = right.number_input("How many examples", min_value=1, max_value=10_000, value=10, step=5)
     types = st.multiselect("Document types", DOCUMENT_TYPES, default=DOCUMENT_TYPES)
     st.markdown("**Models for each step**, first choice first; the next is tried if one fails.")

@@ -172,3 +172,18 @@ def test_the_app_started_the_background_worker(server, browser):
     page.get_by_text("Background worker running").wait_for(timeout=30_000)
     assert (data / "monitor.lock").exists()
     page.close()
+
+
+def test_home_walks_a_new_user_to_the_next_step_and_remembers_the_persona(server, browser, shots):
+    url, _ = server
+    page = _open(browser, url, "Persona Studio")
+    main = page.locator('[data-testid="stMainBlockContainer"]')
+    assert "1. Persona" in main.inner_text() and "2. Generate" in main.inner_text()
+    _screenshot(page, shots, "home-guided")
+
+    page.get_by_role("button", name="Next: Generate examples").click()
+
+    page.locator('[data-testid="stMainBlockContainer"] h1', has_text="Generate").wait_for(timeout=60_000)
+    page.wait_for_url("**persona=collaborative**", timeout=30_000)  # the persona in hand travels in the address
+    _assert_no_error(page)
+    page.close()
