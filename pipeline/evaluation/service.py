@@ -46,6 +46,17 @@ def judge_choices() -> list[str]:
     return ["offline"] + [m for m in catalog.available_models() if not m.startswith("local/")]
 
 
+def judge_note() -> str | None:
+    """What to do to get an LLM judge, when no model that could judge is configured; None otherwise."""
+    if len(judge_choices()) > 1:
+        return None
+    return (
+        "An LLM judge needs a provider key (ANTHROPIC_API_KEY, OPENAI_API_KEY or TOGETHER_API_KEY) in "
+        ".streamlit/secrets.toml or the environment the studio starts with. Without one, the offline judge "
+        "and your own votes in the Arena still rate the models."
+    )
+
+
 def generation_models(persona_id: int) -> list[str]:
     with session_scope() as session:
         stages = session.exec(select(Example.stage_models).where(Example.persona_id == persona_id).limit(200)).all()
