@@ -122,3 +122,22 @@ def test_stop_through_the_gateway_on_the_local_model(models):
     assert reply.result.stopped and reply.result.completion_tokens < 400
     [row] = calls()
     assert row.completion_tokens == reply.result.completion_tokens
+
+
+def test_a_live_reply_stopped_by_its_reader_keeps_the_partial_text(streaming_servers):
+    from pipeline.playground import LiveReply
+
+    primary, _ = streaming_servers
+    primary.chunk_delay = 0.2
+    ended = []
+    live = LiveReply(stream(HELLO, ["primary"], cache=False), on_done=ended.append)
+    heartbeats = 0
+    for item in live.events(every=0.05):
+        if item is None:
+            heartbeats += 1  # the reader is never blocked on the model
+        elif isinstance(item, str) and live.text.count(" ") >= 1:
+            live.stop()
+    assert live.wait(5) and ended == [live]
+    assert heartbeats > 0
+    assert live.result.stopped and live.result.text.startswith("one two")
+    assert len(live.result.text.split()) < 10

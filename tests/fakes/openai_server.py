@@ -9,6 +9,7 @@ before it goes back to answering normally.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -95,7 +96,7 @@ class FakeOpenAI(LocalServer):
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client stopped reading: a stopped stream
+                    self.wfile = io.BytesIO()  # the client stopped reading (a stopped stream): nothing left to send
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
