@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,8 +254,6 @@ class LocalStream:
         self.stop_event.set()
 
     def __iter__(self):
-        import time
-
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 

@@ -23,7 +23,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import tenacity
@@ -453,8 +453,8 @@ class _Opened:
     """A model's stream, opened: its text chunks, its token counts once done, and how to let it go."""
 
     chunks: Iterator[str]
-    usage: object  # () -> (prompt_tokens | None, completion_tokens | None)
-    close: object  # () -> None
+    usage: Callable[[], tuple[int | None, int | None]]  # (prompt, completion) tokens; None: not reported
+    close: Callable[[], None]
     retries: int = 0
 
 
