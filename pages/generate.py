@@ -23,6 +23,7 @@ if not persona_list:
     st.info("Create a persona first, on the Personas page.")
     st.stop()
 models = catalog.available_models()
+advice = catalog.recommended_for_generation()  # the largest Ollama model when a server answers
 
 with st.container(border=True):
     left, right = st.columns(2)
@@ -30,10 +31,15 @@ with st.container(border=True):
     examples = right.number_input("How many examples", min_value=1, max_value=10_000, value=10, step=5)
     types = st.multiselect("Document types", DOCUMENT_TYPES, default=DOCUMENT_TYPES)
     st.markdown("**Models for each step**, first choice first; the next is tried if one fails.")
+    if advice.model == settings.EMBEDDED_MODEL:
+        st.caption(advice.why)
+    else:
+        st.info(advice.why, icon="💡")
     chains = {}
     for column, stage in zip(st.columns(3), ("scenario", "document", "response"), strict=True):
+        default = [advice.model] if stage in ("document", "response") else [settings.EMBEDDED_MODEL]
         chains[stage] = column.multiselect(
-            stage.capitalize(), models, default=[settings.EMBEDDED_MODEL], accept_new_options=True, key=f"chain_{stage}"
+            stage.capitalize(), models, default=default, accept_new_options=True, key=f"chain_{stage}"
         )
     with st.expander("More settings"):
         a, b = st.columns(2)

@@ -117,6 +117,14 @@ def configured_providers() -> dict[str, bool]:
     return {PROVIDER_LABELS[p]: provider_configured(p) for p in ("local", "anthropic", "openai", "together")}
 
 
+OLLAMA_DEFAULT_BASE = "http://127.0.0.1:11434"
+
+
+def ollama_api_base() -> str:
+    """Where an Ollama server may answer: OLLAMA_API_BASE (environment or secrets.toml), else this machine."""
+    return (get_secret("OLLAMA_API_BASE") or OLLAMA_DEFAULT_BASE).rstrip("/")
+
+
 def endpoints() -> dict[str, Endpoint]:
     table = secrets().get("endpoints", {}) or {}
     found = {}

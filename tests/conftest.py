@@ -61,6 +61,7 @@ def studio(tmp_path, monkeypatch, request, backend) -> Path:
     monkeypatch.setenv("STUDIO_MODELS_DIR", str(SHARED_MODELS))
     monkeypatch.setenv("STUDIO_SECRETS_FILE", str(tmp_path / "secrets.toml"))
     monkeypatch.setenv("STUDIO_AUTOSTART_MONITOR", "0")  # tests that need a monitor start their own
+    monkeypatch.setenv("OLLAMA_API_BASE", "http://127.0.0.1:9")  # never a real Ollama: tests start a fake
     for var in KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     cluster = database = None

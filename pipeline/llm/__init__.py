@@ -1,4 +1,4 @@
-"""The LLM gateway: every chat call in the studio goes through `chat` or `achat`.
+"""The LLM gateway: every chat call in the studio goes through `chat`, `achat` or `stream`.
 
 The gateway's names are loaded on first use: importing litellm takes seconds, and commands that
 call no model (`jobs`, `datasets list`, `models list`, `personas`) import `pipeline.llm.embedded`
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["AllModelsFailed", "Attempt", "ChatResult", "RetryPolicy", "achat", "chat"]
+__all__ = ["AllModelsFailed", "Attempt", "ChatResult", "ChatStream", "RetryPolicy", "achat", "chat", "stream"]
 
 
 def __getattr__(name: str):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+import urllib.request
 from dataclasses import dataclass, field
 
 from pipeline import settings
@@ -27,6 +31,46 @@ SUGGESTED = {
 }
 
 
+OLLAMA_PREFIXES = ("ollama_chat/", "ollama/")
+OLLAMA_PROBE_TIMEOUT_S = 0.5  # a server on this machine answers in milliseconds; none costs nothing noticeable
+OLLAMA_PROBE_TTL_S = 15.0  # pickers are drawn on every rerun: ask the server at most this often
+
+
+@dataclass(frozen=True)
+class OllamaModel:
+    name: str  # Ollama's own, e.g. llama3.2:3b
+    size: int  # bytes on disk, as /api/tags reports: the larger, the more capable
+
+    @property
+    def reference(self) -> str:
+        return f"ollama_chat/{self.name}"
+
+
+_ollama_seen: dict[str, tuple[float, list[OllamaModel]]] = {}
+_ollama_lock = threading.Lock()
+
+
+def ollama_models(refresh: bool = False) -> list[OllamaModel]:
+    """The models an Ollama server offers (GET /api/tags), or none when nothing answers in time.
+
+    The answer, either way, is kept for OLLAMA_PROBE_TTL_S seconds per address."""
+    base = settings.ollama_api_base()
+    now = time.monotonic()
+    with _ollama_lock:
+        seen = _ollama_seen.get(base)
+        if seen is not None and not refresh and now - seen[0] < OLLAMA_PROBE_TTL_S:
+            return seen[1]
+    try:
+        with urllib.request.urlopen(f"{base}/api/tags", timeout=OLLAMA_PROBE_TIMEOUT_S) as response:
+            listed = json.loads(response.read()).get("models") or []
+        found = [OllamaModel(str(m["name"]), int(m.get("size") or 0)) for m in listed if m.get("name")]
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):  # nothing listening, or not Ollama
+        found = []
+    with _ollama_lock:
+        _ollama_seen[base] = (time.monotonic(), found)
+    return found
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     name: str  # as the user wrote it
@@ -47,6 +91,9 @@ def resolve(name: str) -> ResolvedModel:
         raise UserFacingError("No model given.")
     if name.startswith("local/"):
         return ResolvedModel(name, name, "local", configured=True)
+    if name.startswith(OLLAMA_PREFIXES):  # no key: the server's address is all it takes
+        base = settings.ollama_api_base()
+        return ResolvedModel(name, name, "ollama", configured=True, call_kwargs={"api_base": base})
     endpoint = settings.endpoints().get(name)
     if endpoint is not None:
         key = settings.get_secret(endpoint.api_key_env) if endpoint.api_key_env else None
@@ -81,8 +128,10 @@ def _litellm_key_names(name: str) -> list[str]:
 
 
 def available_models() -> list[str]:
-    """Models a picker offers: local ones, added endpoints, then suggestions for providers with keys."""
+    """Models a picker offers: local ones, an Ollama server's, added endpoints, then suggestions for
+    providers with keys."""
     names = [f"local/{n}" for n in embedded.local_model_names()]
+    names += [m.reference for m in ollama_models()]
     names += sorted(settings.endpoints())
     for provider, suggestions in SUGGESTED.items():
         if settings.provider_configured(provider):
@@ -93,7 +142,7 @@ def available_models() -> list[str]:
 def price(name: str, prompt_tokens: int, completion_tokens: int) -> float | None:
     """Dollars for that many tokens on `name`; 0 for local models; None when the price is unknown."""
     model = resolve(name)
-    if model.is_local:
+    if model.is_local or model.provider == "ollama":  # runs on your own machine
         return 0.0
     try:
         cost_in, cost_out = litellm.cost_per_token(
@@ -102,3 +151,28 @@ def price(name: str, prompt_tokens: int, completion_tokens: int) -> float | None
     except Exception:  # noqa: BLE001 - not in litellm's price list
         return None
     return float(cost_in + cost_out)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    model: str
+    why: str
+
+
+def recommended_for_generation() -> Recommendation:
+    """The model to write documents and replies with when no choice was made: the largest model an Ollama
+    server offers, else the built-in one."""
+    found = ollama_models()
+    if found:
+        largest = max(found, key=lambda m: m.size)
+        return Recommendation(
+            largest.reference,
+            f"Recommended for documents and replies: {largest.reference} ({largest.size / 1e9:.1f} GB), the "
+            "largest model your Ollama server offers. The built-in 135M model writes incoherent replies too "
+            "often to teach a persona.",
+        )
+    return Recommendation(
+        settings.EMBEDDED_MODEL,
+        "The built-in 135M model needs no keys but writes incoherent replies too often to teach a persona. "
+        "For real training data, run Ollama on this machine (its models then appear here) or add a key.",
+    )

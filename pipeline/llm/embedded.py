@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,3 +230,112 @@ def generate(
         except ModelUnloaded:
             pass  # unloaded between finding its worker and asking it: the next look-up loads it again
     return batcher(name).generate(messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
+
+
+class LocalStream:
+    """One local model's reply, chunk by chunk, as it is decoded; `stop()` really ends generation.
+
+    Streaming runs its own `generate` in a thread with a TextIteratorStreamer (a streamed reply cannot
+    share a batch: each row would wait for the slowest), and a StoppingCriteria that reads a stop event
+    between decoding steps, so Stop frees the CPU within one token. Iterating yields text chunks;
+    afterwards `generation` holds the counts (the tokens actually made, the stopped ones included).
+    """
+
+    def __init__(self, name: str, messages: list[dict], *, max_tokens: int, temperature: float, top_p: float,
+                 seed: int | None, stop_event: threading.Event | None = None):  # fmt: skip
+        self.name = name
+        self.stop_event = stop_event or threading.Event()
+        self.generation: Generation | None = None
+        self.stopped = False
+        self._args = (messages, max_tokens, temperature, top_p, seed)
+        self._error: BaseException | None = None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def __iter__(self):
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        messages, max_tokens, temperature, top_p, seed = self._args
+        loaded = load(self.name)
+        tokenizer, model = loaded.tokenizer, loaded.model
+        inputs = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        stop_event = self.stop_event
+
+        class _StopOnEvent(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), stop_event.is_set(), dtype=torch.bool)
+
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        options = {
+            "max_new_tokens": max_tokens,
+            "do_sample": temperature > 0,
+            "repetition_penalty": 1.1,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_StopOnEvent()]),
+        }
+        if temperature > 0:
+            options.update(temperature=temperature, top_p=top_p)
+        width = inputs["input_ids"].shape[1]
+        output: dict = {}
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    if seed is not None:
+                        torch.manual_seed(seed)
+                    output["ids"] = model.generate(**inputs, **options)[0][width:].tolist()
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader below
+                self._error = exc
+                streamer.end()  # unblock the reader
+
+        started = time.perf_counter()
+        worker = threading.Thread(target=run, name=f"stream-{self.name}", daemon=True)
+        worker.start()
+        finished = False
+        try:
+            for text in streamer:
+                if text:
+                    yield text
+                if stop_event.is_set():
+                    break
+            finished = True
+        finally:
+            if not finished:  # the reader went away (closed, or an error): free the CPU now
+                stop_event.set()
+        worker.join()
+        if self._error is not None:
+            raise self._error
+        tokens = output.get("ids", [])
+        finish = "length"
+        if tokenizer.eos_token_id in tokens:
+            tokens = tokens[: tokens.index(tokenizer.eos_token_id) + 1]
+            finish = "stop"
+        self.stopped = stop_event.is_set() and finish != "stop" and len(tokens) < max_tokens
+        self.generation = Generation(
+            text=tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+            prompt_tokens=int(inputs["input_ids"].shape[1]),
+            completion_tokens=len(tokens),
+            finish_reason="stopped" if self.stopped else finish,
+            seconds=time.perf_counter() - started,
+        )
+
+
+def stream(
+    name: str,
+    messages: list[dict],
+    *,
+    max_tokens: int = 256,
+    temperature: float = 0.7,
+    top_p: float = 0.9,
+    seed: int | None = None,
+    stop_event: threading.Event | None = None,
+) -> LocalStream:
+    """A local model's reply as it is decoded: iterate for text chunks; `stop()` ends generation."""
+    return LocalStream(name, messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                       stop_event=stop_event)  # fmt: skip

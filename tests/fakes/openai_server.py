@@ -1,12 +1,15 @@
 """An OpenAI-compatible chat server on 127.0.0.1 for tests and benchmarks.
 
 It answers /v1/chat/completions with the documented payload shape, after an optional delay,
-and can be scripted to fail: a queue of behaviours (429 with Retry-After, 500, a hang, garbage)
-is consumed one request at a time before it goes back to answering normally.
+streams it as server-sent events when asked (`"stream": true`, one word a chunk, `chunk_delay` apart,
+usage last when `stream_options.include_usage`), and can be scripted to fail: a queue of behaviours
+(429 with Retry-After, 500, a hang, garbage) is consumed one request at a time
+before it goes back to answering normally.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -17,8 +20,12 @@ from tests.fakes.local_server import LocalServer
 
 
 class FakeOpenAI(LocalServer):
-    def __init__(self, delay: float = 0.0, reply: str = "Hello from the test server.", responder=None):
+    def __init__(
+        self, delay: float = 0.0, reply: str = "Hello from the test server.", responder=None, chunk_delay: float = 0.0
+    ):
         self.delay = delay
+        self.chunk_delay = chunk_delay
+        self.chunks_sent = 0  # streamed chunks written, all requests together
         self.reply = reply
         self.responder = responder  # optional: request body -> reply text
         self.script: deque[str] = deque()
@@ -62,6 +69,35 @@ class FakeOpenAI(LocalServer):
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _stream(self, body: dict, reply: str, prompt_words: int, words: int):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                base = {"id": "chatcmpl-stream", "object": "chat.completion.chunk", "created": int(time.time()),
+                        "model": body.get("model", "test-model")}  # fmt: skip
+                pieces = [w + " " for w in reply.split(" ")]
+                pieces[-1] = pieces[-1].rstrip()
+                events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+                events += [{**base, "choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
+                events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    usage = {"prompt_tokens": prompt_words, "completion_tokens": words,
+                             "total_tokens": prompt_words + words}  # fmt: skip
+                    events.append({**base, "choices": [], "usage": usage})
+                try:
+                    for event in events:
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                        with fake._lock:
+                            fake.chunks_sent += 1
+                        time.sleep(fake.chunk_delay)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.wfile = io.BytesIO()  # the client stopped reading (a stopped stream): nothing left to send
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -101,6 +137,8 @@ class FakeOpenAI(LocalServer):
                 reply = fake.responder(body) if fake.responder else fake.reply
                 words = len(reply.split())
                 prompt_words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+                if body.get("stream"):
+                    return self._stream(body, reply, prompt_words, words)
                 return self._send(
                     200,
                     {
