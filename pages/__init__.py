@@ -28,15 +28,18 @@ def route_through_app() -> None:
 CHOSEN_PERSONA = "chosen_persona"  # not a widget key: it outlives page switches
 
 
-def pick_persona(names: list[str], *, key: str, where=None, first: str | None = None, label: str = "Persona"):
+def pick_persona(
+    names: list[str], *, key: str, where=None, first: str | None = None, last: str | None = None, label="Persona"
+):
     """A persona picker that remembers the choice across pages (session) and in the URL (?persona=).
 
-    `first` is an extra option before the names (e.g. "All"); it is offered but not remembered.
+    `first` and `last` are extra options before or after the names (e.g. "All", "(no persona)"):
+    offered, never remembered.
     """
     import streamlit as st
 
     where = where or st
-    options = ([first] if first else []) + list(names)
+    options = ([first] if first else []) + list(names) + ([last] if last else [])
     remembered = st.session_state.get(CHOSEN_PERSONA) or st.query_params.get("persona")
     if key not in st.session_state and remembered in names:
         st.session_state[key] = remembered  # a page opened afresh starts on the persona in hand

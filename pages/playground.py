@@ -1,4 +1,4 @@
-from pages import route_through_app
+from pages import pick_persona, route_through_app
 
 route_through_app()
 
@@ -25,7 +25,7 @@ persona_ids = {p.name: p.id for p in persona_list}
 state = st.session_state
 
 top = st.columns([2, 2, 1])
-persona_name = top[0].selectbox("Persona", [*persona_ids, NO_PERSONA], key="playground_persona")
+persona_name = pick_persona(list(persona_ids), key="playground_persona", where=top[0], last=NO_PERSONA)
 persona_id = persona_ids.get(persona_name)
 if state.get("playground_defaults_for") != persona_name:  # opened, or another persona picked
     model, with_prompt = playground.defaults(persona_id)  # its deployed model, without the prompt
