@@ -23,3 +23,26 @@ def route_through_app() -> None:
         PagesManager.uses_pages_directory = False
         runpy.run_path(str(APP), run_name="__main__")
         st.stop()
+
+
+# Icons are Material Symbols (":material/name:"), a font Streamlit ships: they render in any
+# browser, where an emoji needs an emoji font the machine may not have (an empty box otherwise).
+STATUS_STYLE = {  # a job's status word (pipeline.jobs.board.badge) → Material Symbol, colour
+    "queued": ("schedule", "orange"),
+    "running": ("autorenew", "blue"),
+    "cancelling": ("pending", "orange"),
+    "succeeded": ("check_circle", "green"),
+    "failed": ("error", "red"),
+    "cancelled": ("block", "gray"),
+}
+
+
+def status_badge(word: str) -> str:
+    """A job's status word as Markdown with its icon and colour (st.markdown, st.metric values)."""
+    icon, colour = STATUS_STYLE.get(word, ("help", "gray"))
+    return f":{colour}[:material/{icon}: {word}]"
+
+
+def dot(on: bool) -> str:
+    """A green tick or a grey dash, in Markdown: for "configured" and "running" in the sidebar."""
+    return ":green[:material/check_circle:]" if on else ":gray[:material/do_not_disturb_on:]"

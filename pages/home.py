@@ -20,8 +20,16 @@ cols[4].metric("Spend", f"${counts['spend_usd']:.4f}")
 st.info(f"**Last evaluation:** {counts['last_evaluation']}")
 
 st.subheader("Where to start")
-st.page_link("pages/personas.py", label=f"Personas ({counts['personas']}): write a system prompt and traits", icon="🎭")
 st.page_link(
-    "pages/playground.py", label="Playground: chat with a model, with or without the persona's prompt", icon="💬"
+    "pages/personas.py",
+    label=f"Personas ({counts['personas']}): write a system prompt and traits",
+    icon=":material/theater_comedy:",
 )
-st.page_link("pages/monitor.py", label=f"Live monitoring: {counts['running_jobs']} job(s) running", icon="📈")
+st.page_link(
+    "pages/playground.py",
+    label="Playground: chat with a model, with or without the persona's prompt",
+    icon=":material/chat:",
+)
+st.page_link(
+    "pages/monitor.py", label=f"Live monitoring: {counts['running_jobs']} job(s) running", icon=":material/monitoring:"
+)

@@ -1,4 +1,4 @@
-from pages import route_through_app
+from pages import route_through_app, status_badge
 
 route_through_app()
 
@@ -52,7 +52,7 @@ def live_board():
 def show_job(detail: board.JobDetail) -> None:
     job = detail.job
     a, b, c, d = st.columns(4)
-    a.metric("Status", detail.badge)
+    a.metric("Status", status_badge(detail.badge))
     b.metric("Elapsed", detail.elapsed or "–")
     c.metric("ETA", detail.eta or "–")
     d.metric("Cost so far", f"${detail.cost_usd:.4f}")
