@@ -97,37 +97,34 @@ def remove_trait(slot: int) -> None:
 
 
 st.subheader("New persona" if creating else f"Edit “{current.name}”")
-st.text_input("Name", key=f"{prefix}_name", placeholder="e.g. collaborative")
-st.text_input("One-line description", key=f"{prefix}_description")
-st.text_area(
-    "System prompt",
-    key=f"{prefix}_prompt",
-    height=180,
-    help="Used to generate training responses. The fine-tuned model learns to act this way without it.",
-)
+# One form: nothing reruns while you type or Tab between boxes, so nothing typed can be lost; Add and
+# Remove submit it too, keeping every box's text. Enter does not submit (it would press "Remove").
+with st.form(f"{prefix}_form", border=False, enter_to_submit=False):
+    st.text_input("Name", key=f"{prefix}_name", placeholder="e.g. collaborative")
+    st.text_input("One-line description", key=f"{prefix}_description")
+    st.text_area("System prompt", key=f"{prefix}_prompt", height=180)
+    st.caption("Used to generate training responses. The fine-tuned model learns to act this way without it.")
+    st.markdown("**Traits**")
+    slots = state[f"{prefix}_slots"]
+    for number, slot in enumerate(slots, 1):
+        key = f"{prefix}_t{slot}"
+        with st.container(border=True):
+            left, right = st.columns([1, 2])
+            left.text_input(f"Trait {number}", key=f"{key}_name", placeholder="e.g. curious")
+            right.text_input("What it means", key=f"{key}_description", placeholder="e.g. Asks before assuming.")
+            st.text_area(
+                f"Behavioural markers: two or three, one per line (at most {personas.MAX_MARKERS})",
+                key=f"{key}_markers",
+                height=120,
+                placeholder="Asks a clarifying question first\nNames what is still unknown",
+            )
+            st.form_submit_button(
+                "Remove this trait", key=f"{key}_remove", icon=":material/delete:", on_click=remove_trait, args=(slot,)
+            )
+    st.form_submit_button("Add a trait", icon=":material/add:", on_click=add_trait, key=f"{prefix}_add")
+    save = st.form_submit_button("Save persona", type="primary", icon=":material/save:", key=f"{prefix}_save")
 
-st.markdown("**Traits**")
-slots = state[f"{prefix}_slots"]
-for number, slot in enumerate(slots, 1):
-    key = f"{prefix}_t{slot}"
-    with st.container(border=True):
-        left, right = st.columns([1, 2])
-        left.text_input(f"Trait {number}", key=f"{key}_name", placeholder="e.g. curious")
-        right.text_input("What it means", key=f"{key}_description", placeholder="e.g. Asks before assuming.")
-        st.text_area(
-            "Behavioural markers, one per line",
-            key=f"{key}_markers",
-            height=120,
-            placeholder="Asks a clarifying question first\nNames what is still unknown",
-            help=f"Two or three things a reader could point at in a reply (at most {personas.MAX_MARKERS}).",
-        )
-        st.button(
-            "Remove this trait", key=f"{key}_remove", icon=":material/delete:", on_click=remove_trait, args=(slot,)
-        )
-st.button("Add a trait", icon=":material/add:", on_click=add_trait, key=f"{prefix}_add")
-
-save, discard, _ = st.columns([1, 1, 3])
-if save.button("Save persona", type="primary", icon=":material/save:", key=f"{prefix}_save", width="stretch"):
+if save:
     data = {
         "name": state[f"{prefix}_name"],
         "description": state[f"{prefix}_description"],
@@ -146,9 +143,7 @@ if save.button("Save persona", type="primary", icon=":material/save:", key=f"{pr
     else:
         forget_draft(prefix)
         remember(saved.name, f"Saved persona “{saved.name}” with {len(saved.traits)} traits.")
-if discard.button(
-    "Cancel" if creating else "Discard changes", key=f"{prefix}_discard", width="stretch", disabled=not by_name
-):
+if st.button("Cancel" if creating else "Discard changes", key=f"{prefix}_discard", disabled=not by_name):
     forget_draft(prefix)
     if creating:
         stop_new()

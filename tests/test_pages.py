@@ -89,13 +89,13 @@ def test_create_a_persona_with_traits_from_the_page():
     at.text_area(key="pnew_prompt").input("You are a patient mentor.")
     at.text_input(key="pnew_t0_name").input("patient")  # the first box is there to fill in
     at.text_input(key="pnew_t0_description").input("Never rushes.")
-    at.text_area(key="pnew_t0_markers").input("Explains twice\nWaits for questions").run()
-    button(at, "Add a trait").click().run()
+    at.text_area(key="pnew_t0_markers").input("Explains twice\nWaits for questions")  # nothing reruns yet
+    button(at, "Add a trait").click().run()  # submits the form: what was typed is kept
     assert trait_boxes(at, "pnew")[0] == ("patient", "Never rushes.", "Explains twice\nWaits for questions")  # kept
     at.text_input(key="pnew_t1_name").input("plain")
-    at.text_input(key="pnew_t1_description").input("Short words.").run()
+    at.text_input(key="pnew_t1_description").input("Short words.")
     button(at, "Add a trait").click().run()
-    at.text_input(key="pnew_t2_name").input("typo").run()
+    at.text_input(key="pnew_t2_name").input("typo")
     next(b for b in at.button if b.key == "pnew_t2_remove").click().run()  # a box added by mistake
     assert [name for name, _, _ in trait_boxes(at, "pnew")] == ["patient", "plain"]
     button(at, "Save persona").click().run()
@@ -114,7 +114,7 @@ def test_editing_a_trait_keeps_every_other_value_in_its_place():
     at = open_app("pages/personas.py")
     prefix = f"p{personas.get_persona('collaborative').id}"
     before = trait_boxes(at, prefix)
-    at.text_input(key=f"{prefix}_t0_description").input("Works with people, not around them.").run()
+    at.text_input(key=f"{prefix}_t0_description").input("Works with people, not around them.")
     next(b for b in at.button if b.key == f"{prefix}_t4_remove").click().run()  # drop "warm"
     after = trait_boxes(at, prefix)
     assert after[0] == (before[0][0], "Works with people, not around them.", before[0][2])
@@ -128,7 +128,7 @@ def test_editing_a_trait_keeps_every_other_value_in_its_place():
 def test_too_many_markers_are_explained_and_nothing_is_saved():
     at = open_app("pages/personas.py")
     prefix = f"p{personas.get_persona('collaborative').id}"
-    at.text_area(key=f"{prefix}_t0_markers").input("one\ntwo\nthree\nfour").run()
+    at.text_area(key=f"{prefix}_t0_markers").input("one\ntwo\nthree\nfour")
     button(at, "Save persona").click().run()
     assert not at.exception
     assert "keep it to 3" in texts(at.error)[0]
