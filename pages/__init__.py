@@ -25,7 +25,7 @@ def route_through_app() -> None:
         st.stop()
 
 
-# Icons are Material Symbols (":material/name:"), a font Streamlit ships: they render in any
+# Icons are Material Symbols (":material/<name>:"), a font Streamlit ships: they render in any
 # browser, where an emoji needs an emoji font the machine may not have (an empty box otherwise).
 STATUS_STYLE = {  # a job's status word (pipeline.jobs.board.badge) → Material Symbol, colour
     "queued": ("schedule", "orange"),
