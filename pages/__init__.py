@@ -37,6 +37,16 @@ STATUS_STYLE = {  # a job's status word (pipeline.jobs.board.badge) → Material
 }
 
 
+STATUS_COLOURS = {  # the same colours as CSS, for a table cell (st.dataframe draws no icon)
+    "queued": "#C2410C",
+    "running": "#1D4ED8",
+    "cancelling": "#C2410C",
+    "succeeded": "#15803D",
+    "failed": "#B91C1C",
+    "cancelled": "#6B7280",
+}
+
+
 def status_badge(word: str) -> str:
     """A job's status word as Markdown with its icon and colour (st.markdown, st.metric values)."""
     icon, colour = STATUS_STYLE.get(word, ("help", "gray"))
