@@ -1,50 +1,74 @@
-"""Persona Studio: `streamlit run app.py`. Routes to the pages and draws the shared sidebar."""
+"""Persona Studio: `streamlit run app.py`. Routes to the pages and draws the shared sidebar.
+
+The navigation is drawn first, before anything slow is imported, so the first load shows the
+whole shell at once. Streamlit's own sidebar navigation is off (.streamlit/config.toml
+showSidebarNavigation = false: otherwise a fresh server lists the raw file names in pages/ until
+this script reaches st.navigation); the links below are drawn by this script instead.
+"""
 
 import os
 
 import streamlit as st
 
-from pages import remember_page_settings
-from pipeline import settings, startup
-from pipeline.jobs import monitor
+st.set_page_config(page_title="Persona Studio", page_icon=":material/theater_comedy:", layout="wide")
 
-st.set_page_config(page_title="Persona Studio", page_icon="🎭", layout="wide")
+pages = {
+    "": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+    "Data": [
+        st.Page("pages/personas.py", title="Personas", icon=":material/theater_comedy:"),
+        st.Page("pages/generate.py", title="Generate", icon=":material/factory:"),
+        st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
+        st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
+    ],
+    "Training": [
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/monitor.py", title="Live monitoring", icon=":material/monitoring:"),
+    ],
+    "Evaluation": [
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/balance:"),
+        st.Page("pages/arena.py", title="Arena", icon=":material/sports_mma:"),
+        st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/trophy:"),
+    ],
+    "Models": [
+        st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
+        st.Page("pages/playground.py", title="Playground", icon=":material/chat:"),
+    ],
+}
+navigation = st.navigation(pages, position="hidden")  # drawn here, as links, so it shows at once
+
+with st.sidebar:
+    for section, section_pages in pages.items():
+        if section:
+            st.caption(f"**{section}**")
+        for page in section_pages:
+            st.page_link(page)
+    st.divider()
+
+opening = st.empty()  # a session's first run may import the engine and migrate: seconds, said so
+if "studio_opened" not in st.session_state:
+    opening.info("Opening the studio…", icon=":material/hourglass_top:")
+
+from pages import dot, remember_page_settings  # noqa: E402 - imported after the shell is drawn: they take seconds on a first run
+from pipeline import settings, startup  # noqa: E402
+from pipeline.jobs import monitor  # noqa: E402
+
 startup.init(with_model=False)  # migrations and sample personas; cheap once done
 if os.environ.get("STUDIO_AUTOSTART_MONITOR", "1") != "0":
     monitor.ensure_running()  # the background worker; one per data folder, guarded by its lock
-
-pages = {
-    "": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
-    "Data": [
-        st.Page("pages/personas.py", title="Personas", icon="🎭"),
-        st.Page("pages/generate.py", title="Generate", icon="🏭"),
-        st.Page("pages/review.py", title="Review", icon="🔍"),
-        st.Page("pages/datasets.py", title="Datasets", icon="📦"),
-    ],
-    "Training": [
-        st.Page("pages/train.py", title="Train", icon="🏋️"),
-        st.Page("pages/monitor.py", title="Live monitoring", icon="📈"),
-    ],
-    "Evaluation": [
-        st.Page("pages/evaluate.py", title="Evaluate", icon="⚖️"),
-        st.Page("pages/arena.py", title="Arena", icon="🥊"),
-        st.Page("pages/leaderboard.py", title="Leaderboard", icon="🏆"),
-    ],
-    "Models": [
-        st.Page("pages/models.py", title="Models", icon="🗂️"),
-        st.Page("pages/playground.py", title="Playground", icon="💬"),
-    ],
-}
-navigation = st.navigation(pages)
+opening.empty()
+st.session_state["studio_opened"] = True
 remember_page_settings()
 
 with st.sidebar:
     st.text_input("Your name", key="user_name", help="Recorded on the jobs you start and the labels you give.")
     worker = monitor.status_word()
-    st.markdown(f"{ {'running': '🟢', 'starting': '🟡'}.get(worker, '🔴') } Background worker {worker}")
+    worker_icon = {"running": dot(True), "starting": ":orange[:material/pending:]"}.get(
+        worker, ":red[:material/error:]"
+    )
+    st.markdown(f"{worker_icon} Background worker {worker}")
     st.markdown("**Providers**")
     for label, configured in settings.configured_providers().items():
-        st.markdown(f"{'🟢' if configured else '⚪'} {label}" + ("" if configured else " · no key"))
+        st.markdown(f"{dot(configured)} {label}" + ("" if configured else " · no key"))
     st.caption("Add keys in `.streamlit/secrets.toml` or the environment.")
 
 navigation.run()

@@ -110,3 +110,36 @@ def remember_page_settings() -> None:
 
     for key in REMEMBERED & set(st.session_state):
         st.session_state[key] = st.session_state[key]
+
+
+# Icons are Material Symbols (":material/<name>:"), a font Streamlit ships: they render in any
+# browser, where an emoji needs an emoji font the machine may not have (an empty box otherwise).
+STATUS_STYLE = {  # a job's status word (pipeline.jobs.board.badge) → Material Symbol, colour
+    "queued": ("schedule", "orange"),
+    "running": ("autorenew", "blue"),
+    "cancelling": ("pending", "orange"),
+    "succeeded": ("check_circle", "green"),
+    "failed": ("error", "red"),
+    "cancelled": ("block", "gray"),
+}
+
+
+STATUS_COLOURS = {  # the same colours as CSS, for a table cell (st.dataframe draws no icon)
+    "queued": "#C2410C",
+    "running": "#1D4ED8",
+    "cancelling": "#C2410C",
+    "succeeded": "#15803D",
+    "failed": "#B91C1C",
+    "cancelled": "#6B7280",
+}
+
+
+def status_badge(word: str) -> str:
+    """A job's status word as Markdown with its icon and colour (st.markdown, st.metric values)."""
+    icon, colour = STATUS_STYLE.get(word, ("help", "gray"))
+    return f":{colour}[:material/{icon}: {word}]"
+
+
+def dot(on: bool) -> str:
+    """A green tick or a grey dash, in Markdown: for "configured" and "running" in the sidebar."""
+    return ":green[:material/check_circle:]" if on else ":gray[:material/do_not_disturb_on:]"

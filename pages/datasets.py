@@ -46,7 +46,7 @@ def show_report(report, limit: int | None = None) -> None:
         figure = charts.token_histogram(report.tokens, limit)
         if figure is not None:
             st.plotly_chart(figure, width="stretch")
-        st.markdown("**Training cost, estimated** (billed tokens = tokens × epochs; ◀ the base model checked against)")
+        st.markdown("**Training cost, estimated** (billed tokens = tokens × epochs; ● the base model checked against)")
         st.dataframe(cost_table(report.backends), hide_index=True, width="stretch")
 
 
@@ -54,7 +54,7 @@ def cost_table(backends: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "": "◀" if row["chosen"] else "",
+                "": "●" if row["chosen"] else "",
                 "backend": row["backend"],
                 "base model": row["base_model"],
                 "epochs": row["epochs"],

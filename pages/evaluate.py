@@ -178,4 +178,4 @@ def runs_table() -> None:
 
 
 runs_table()
-st.page_link("pages/leaderboard.py", label="Open the Leaderboard", icon="🏆")
+st.page_link("pages/leaderboard.py", label="Open the Leaderboard", icon=":material/trophy:")

@@ -1,4 +1,4 @@
-from pages import route_through_app
+from pages import STATUS_COLOURS, route_through_app, status_badge
 
 route_through_app()
 
@@ -18,6 +18,10 @@ if st.button("Run a worker check", help="A short job that checks the background 
     st.toast(f"Queued job {job.id}.")
 
 
+def status_colour(word: str) -> str:
+    return f"color: {STATUS_COLOURS.get(word, '#6B7280')}; font-weight: 600"
+
+
 @st.fragment(run_every=2)
 def live_board():
     table = board.rows()
@@ -25,7 +29,7 @@ def live_board():
         st.info("No jobs yet. Work you start on the other pages appears here.")
         return
     st.dataframe(
-        pd.DataFrame(table),
+        pd.DataFrame(table).style.map(status_colour, subset=["status"]),  # a cell draws no icon: colour the word
         hide_index=True,
         width="stretch",
         column_config={
@@ -52,7 +56,7 @@ def live_board():
 def show_job(detail: board.JobDetail) -> None:
     job = detail.job
     a, b, c, d = st.columns(4)
-    a.metric("Status", detail.badge)
+    a.metric("Status", status_badge(detail.badge))
     b.metric("Elapsed", detail.elapsed or "–")
     c.metric("ETA", detail.eta or "–")
     d.metric("Cost so far", f"${detail.cost_usd:.4f}")

@@ -2,14 +2,10 @@ from pages import route_through_app
 
 route_through_app()
 
-import pandas as pd
 import streamlit as st
 
 from pipeline import personas
 from pipeline.errors import UserFacingError
-
-NEW = "➕ New persona"
-TRAIT_COLUMNS = ["name", "description"] + [f"marker {i}" for i in range(1, personas.MAX_MARKERS + 1)]
 
 st.title("Personas")
 st.caption(
@@ -21,68 +17,146 @@ if flash := st.session_state.pop("persona_flash", None):
     st.success(flash)
 
 
-def remember(name: str, message: str) -> None:
+def forget_draft(prefix: str) -> None:
+    """Drop what is typed in an editor, so it is read again from the studio."""
+    for key in [k for k in st.session_state if str(k).startswith(f"{prefix}_")]:
+        del st.session_state[key]
+
+
+def remember(name: str | None, message: str) -> None:
     """Select `name` and show `message` after a rerun (a widget's state is set before it is drawn)."""
     st.session_state["persona_next"] = name
     st.session_state["persona_flash"] = message
     st.rerun()
 
 
+def start_new() -> None:
+    st.session_state["persona_creating"] = True
+
+
+def stop_new() -> None:
+    st.session_state["persona_creating"] = False
+
+
+# --- Import, and which persona -------------------------------------------------------------
+
+with st.expander("Import a persona from a YAML file", icon=":material/upload_file:"):
+    upload = st.file_uploader("Persona YAML file", type=["yaml", "yml"])
+    replace = st.checkbox("Replace an existing persona of the same name")
+    if st.button("Import", disabled=upload is None):
+        try:
+            imported = personas.import_yaml(upload.getvalue(), source=upload.name, overwrite=replace)
+        except UserFacingError as exc:
+            st.error(str(exc))
+        else:
+            forget_draft(f"p{imported.id}")  # a replaced persona shows what was imported
+            remember(imported.name, f"Imported “{imported.name}” with {len(imported.traits)} traits.")
+
 existing = personas.list_personas()
 by_name = {p.name: p for p in existing}
-options = [*by_name, NEW]
 if "persona_next" in st.session_state:
-    st.session_state["persona_choice"] = st.session_state.pop("persona_next")
-if st.session_state.get("persona_choice") not in options:
-    st.session_state["persona_choice"] = options[0]
-choice = st.selectbox("Persona", options, key="persona_choice")
-current = by_name.get(choice)
+    chosen = st.session_state.pop("persona_next")
+    st.session_state["persona_creating"] = chosen is None
+    if chosen is not None:
+        st.session_state["persona_choice"] = chosen
+if not by_name:
+    st.session_state["persona_creating"] = True
+creating = st.session_state.get("persona_creating", False)
 
-with st.form(f"persona_form_{current.id if current else 'new'}"):
-    name = st.text_input("Name", value=current.name if current else "", placeholder="e.g. collaborative")
-    description = st.text_input("One-line description", value=current.description if current else "")
-    system_prompt = st.text_area(
-        "System prompt",
-        value=current.system_prompt if current else "",
-        height=180,
-        help="Used to generate training responses. The fine-tuned model learns to act this way without it.",
-    )
-    st.markdown("**Traits**: one row each; add rows at the bottom of the table.")
-    rows = personas.rows_from_traits(current.traits) if current else []
-    edited = st.data_editor(
-        pd.DataFrame(rows, columns=TRAIT_COLUMNS),
-        num_rows="dynamic",
-        width="stretch",
-        hide_index=True,
-        column_config={
-            "name": st.column_config.TextColumn("Trait", required=True, width="medium"),
-            "description": st.column_config.TextColumn("Description", required=True, width="large"),
-            **{f"marker {i}": st.column_config.TextColumn(f"Marker {i}") for i in range(1, personas.MAX_MARKERS + 1)},
-        },
-        key=f"traits_{current.id if current else 'new'}",
-    )
-    submitted = st.form_submit_button("Save persona", type="primary")
+pick, new = st.columns([3, 1], vertical_alignment="bottom")
+if by_name:
+    if st.session_state.get("persona_choice") not in by_name:
+        st.session_state["persona_choice"] = next(iter(by_name))
+    choice = pick.selectbox("Persona", list(by_name), key="persona_choice", on_change=stop_new, disabled=creating)
+new.button("New persona", icon=":material/add:", on_click=start_new, disabled=creating, width="stretch")
+current = None if creating else by_name[choice]
 
-if submitted:
+# --- The editor: one box per trait -----------------------------------------------------------
+
+prefix = f"p{current.id}" if current else "pnew"
+state = st.session_state
+if f"{prefix}_name" not in state:  # first shown (or saved since): fill the boxes from the studio
+    state[f"{prefix}_name"] = current.name if current else ""
+    state[f"{prefix}_description"] = current.description if current else ""
+    state[f"{prefix}_prompt"] = current.system_prompt if current else ""
+    entries = personas.entries_from_traits(current.traits) if current else [{}]
+    state[f"{prefix}_slots"] = list(range(len(entries)))
+    for slot, entry in enumerate(entries):
+        state[f"{prefix}_t{slot}_name"] = entry.get("name", "")
+        state[f"{prefix}_t{slot}_description"] = entry.get("description", "")
+        state[f"{prefix}_t{slot}_markers"] = entry.get("markers", "")
+
+
+def add_trait() -> None:
+    slots = state[f"{prefix}_slots"]
+    slots.append(max(slots, default=-1) + 1)
+
+
+def remove_trait(slot: int) -> None:
+    state[f"{prefix}_slots"].remove(slot)
+
+
+st.subheader("New persona" if creating else f"Edit “{current.name}”")
+# One form: nothing reruns while you type or Tab between boxes, so nothing typed can be lost; Add and
+# Remove submit it too, keeping every box's text. Enter does not submit (it would press "Remove").
+with st.form(f"{prefix}_form", border=False, enter_to_submit=False):
+    st.text_input("Name", key=f"{prefix}_name", placeholder="e.g. collaborative")
+    st.text_input("One-line description", key=f"{prefix}_description")
+    st.text_area("System prompt", key=f"{prefix}_prompt", height=180)
+    st.caption("Used to generate training responses. The fine-tuned model learns to act this way without it.")
+    st.markdown("**Traits**")
+    slots = state[f"{prefix}_slots"]
+    for number, slot in enumerate(slots, 1):
+        key = f"{prefix}_t{slot}"
+        with st.container(border=True):
+            left, right = st.columns([1, 2])
+            left.text_input(f"Trait {number}", key=f"{key}_name", placeholder="e.g. curious")
+            right.text_input("What it means", key=f"{key}_description", placeholder="e.g. Asks before assuming.")
+            st.text_area(
+                f"Behavioural markers: two or three, one per line (at most {personas.MAX_MARKERS})",
+                key=f"{key}_markers",
+                height=120,
+                placeholder="Asks a clarifying question first\nNames what is still unknown",
+            )
+            st.form_submit_button(
+                "Remove this trait", key=f"{key}_remove", icon=":material/delete:", on_click=remove_trait, args=(slot,)
+            )
+    st.form_submit_button("Add a trait", icon=":material/add:", on_click=add_trait, key=f"{prefix}_add")
+    save = st.form_submit_button("Save persona", type="primary", icon=":material/save:", key=f"{prefix}_save")
+
+if save:
     data = {
-        "name": name,
-        "description": description,
-        "system_prompt": system_prompt,
-        "traits": personas.traits_from_rows(edited.to_dict("records")),
+        "name": state[f"{prefix}_name"],
+        "description": state[f"{prefix}_description"],
+        "system_prompt": state[f"{prefix}_prompt"],
+        "traits": personas.traits_from_entries(
+            [
+                {field: state[f"{prefix}_t{slot}_{field}"] for field in ("name", "description", "markers")}
+                for slot in slots
+            ]
+        ),
     }
     try:
         saved = personas.save(current.id if current else None, data)
     except UserFacingError as exc:
         st.error(str(exc))
     else:
+        forget_draft(prefix)
         remember(saved.name, f"Saved persona “{saved.name}” with {len(saved.traits)} traits.")
+if st.button("Cancel" if creating else "Discard changes", key=f"{prefix}_discard", disabled=not by_name):
+    forget_draft(prefix)
+    if creating:
+        stop_new()
+    st.rerun()
+
+# --- Duplicate, export, delete ---------------------------------------------------------------
 
 if current:
     st.divider()
     col_dup, col_export, col_delete = st.columns(3)
     with col_dup:
         st.markdown("**Duplicate**")
-        if st.button("Duplicate this persona"):
+        if st.button("Duplicate this persona", icon=":material/content_copy:"):
             copy = personas.duplicate_persona(current.id)
             remember(copy.name, f"Created “{copy.name}”.")
     with col_export:
@@ -92,6 +166,7 @@ if current:
             personas.to_yaml(current),
             file_name=f"{personas.slug(current.name)}.yaml",
             mime="application/x-yaml",
+            icon=":material/download:",
         )
         if st.button("Save a copy in the studio", help="Writes the YAML file into the studio's personas folder."):
             path = personas.export_yaml(current.id)
@@ -99,19 +174,8 @@ if current:
     with col_delete:
         st.markdown("**Delete**")
         confirm = st.checkbox(f"Yes, delete “{current.name}”", key=f"confirm_delete_{current.id}")
-        if st.button("Delete persona", disabled=not confirm):
+        if st.button("Delete persona", disabled=not confirm, icon=":material/delete_forever:"):
             personas.delete_persona(current.id)
+            forget_draft(prefix)
             remaining = [n for n in by_name if n != current.name]
-            remember(remaining[0] if remaining else NEW, f"Deleted “{current.name}”.")
-
-st.divider()
-st.subheader("Import from YAML")
-upload = st.file_uploader("Persona YAML file", type=["yaml", "yml"])
-replace = st.checkbox("Replace an existing persona of the same name")
-if st.button("Import", disabled=upload is None):
-    try:
-        imported = personas.import_yaml(upload.getvalue(), source=upload.name, overwrite=replace)
-    except UserFacingError as exc:
-        st.error(str(exc))
-    else:
-        remember(imported.name, f"Imported “{imported.name}” with {len(imported.traits)} traits.")
+            remember(remaining[0] if remaining else None, f"Deleted “{current.name}”.")

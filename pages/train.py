@@ -124,7 +124,7 @@ if st.button("Start training", type="primary", disabled=not plan.eligible, key="
         st.error(str(exc))
     else:
         st.success(f"Queued training job {job.id}. Follow it on Live monitoring.")
-        st.page_link("pages/monitor.py", label="Open Live monitoring", icon="📈")
+        st.page_link("pages/monitor.py", label="Open Live monitoring", icon=":material/monitoring:")
 
 st.divider()
 st.subheader("Training jobs")

@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.evaluation import cli as evaluation_cli
     from pipeline.evaluation import ratings_cli
     from pipeline.registry import cli as registry_cli
+    from pipeline.review import cli as review_cli
     from pipeline.training import cli as training_cli
 
     datasets_cli.add_parser(sub)
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation_cli.add_parser(sub)
     ratings_cli.add_parser(sub)
     registry_cli.add_parser(sub)
+    review_cli.add_parser(sub)
     return parser
 
 

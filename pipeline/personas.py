@@ -272,29 +272,23 @@ def save(persona_id: int | None, data: dict | PersonaSpec) -> Persona:
     return create_persona(data) if persona_id is None else update_persona(persona_id, data)
 
 
-def traits_from_rows(rows: list[dict]) -> list[dict]:
-    """Editor table rows (name, description, marker 1..3) → trait dicts; blank rows are dropped."""
+def traits_from_entries(entries: list[dict]) -> list[dict]:
+    """The editor's trait boxes (name, description, markers typed one per line) → trait dicts.
+
+    Blank lines and surrounding spaces are dropped, and so is a box left entirely empty.
+    """
     traits = []
-    for row in rows:
-        values = {k: (str(v).strip() if v is not None and str(v) != "nan" else "") for k, v in row.items()}
-        markers = [values.get(f"marker {i}", "") for i in range(1, MAX_MARKERS + 1)]
-        if not any([values.get("name"), values.get("description"), *markers]):
-            continue
-        traits.append(
-            {
-                "name": values.get("name", ""),
-                "description": values.get("description", ""),
-                "markers": [m for m in markers if m],
-            }
-        )
+    for entry in entries:
+        name = (entry.get("name") or "").strip()
+        description = (entry.get("description") or "").strip()
+        markers = [line.strip() for line in (entry.get("markers") or "").splitlines() if line.strip()]
+        if name or description or markers:
+            traits.append({"name": name, "description": description, "markers": markers})
     return traits
 
 
-def rows_from_traits(traits: list[dict]) -> list[dict]:
-    rows = []
-    for trait in traits:
-        markers = list(trait.get("markers", [])) + [""] * MAX_MARKERS
-        row = {"name": trait["name"], "description": trait["description"]}
-        row.update({f"marker {i}": markers[i - 1] for i in range(1, MAX_MARKERS + 1)})
-        rows.append(row)
-    return rows
+def entries_from_traits(traits: list[dict]) -> list[dict]:
+    """Trait dicts → the editor's boxes: the markers as text, one per line."""
+    return [
+        {"name": t["name"], "description": t["description"], "markers": "\n".join(t.get("markers", []))} for t in traits
+    ]

@@ -57,6 +57,7 @@ print(json.dumps({"code": code, "heavy": sorted(m for m in {heavy} if m in sys.m
         ],
         ["models", "list"],
         ["personas", "list"],
+        ["review", "list"],
     ],
     ids=lambda c: " ".join(c[:2]),
 )

@@ -130,6 +130,14 @@ def _open(browser, url: str, heading: str):
     return page
 
 
+def _settled(page) -> None:
+    """The run a click started has ended and the elements it replaced are gone."""
+    page.wait_for_timeout(300)
+    done = '!document.querySelector(\'[data-testid="stStatusWidget"], [data-testid="stSkeleton"]\')'
+    page.wait_for_function(done, timeout=60_000)
+    page.wait_for_timeout(300)
+
+
 def _screenshot(page, folder: Path, name: str) -> None:
     # stMain scrolls inside a fixed-height app, so full_page alone stops at the viewport: grow it first
     height = page.evaluate("document.querySelector('.stMain').scrollHeight")
@@ -144,13 +152,82 @@ def _assert_no_error(page) -> None:
     assert errors.count() == 0, errors.all_inner_texts()
 
 
-def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(server, browser):
-    """The first request a new server sees is for a page, not the home page (a bookmark)."""
+RAW_PAGE_NAMES = {"app", "arena", "datasets", "leaderboard", "monitor"}  # what Streamlit's own list showed
+
+
+def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(server, browser, shots):
+    """The first request a new server sees is for a page, not the home page (a bookmark).
+
+    While that first run imports and migrates, the sidebar shows the studio's navigation, never
+    Streamlit's list of the raw file names in pages/.
+    """
     url, _ = server
-    page = _open(browser, f"{url}/monitor", "Live monitoring")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/monitor", wait_until="commit")
+    heading = page.locator('[data-testid="stMainBlockContainer"] h1', has_text="Live monitoring")
+    seen, deadline = [], time.monotonic() + 60
+    while not heading.count() and time.monotonic() < deadline:
+        seen += page.locator('[data-testid="stSidebar"]').all_inner_texts()
+        if len(seen) == 5:
+            page.screenshot(path=str(shots.joinpath("first_load.png")))
+        page.wait_for_timeout(100)
+    listed = {line.strip() for text in seen for line in text.splitlines()}
+    assert not listed & RAW_PAGE_NAMES, listed
+    assert any("Live monitoring" in text for text in seen), "the navigation is drawn before the page"
+    heading.wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
     sidebar = page.locator('[data-testid="stSidebar"]')
     assert "Providers" in sidebar.inner_text() and "Background worker" in sidebar.inner_text()
     _assert_no_error(page)
+    page.close()
+
+
+def test_icons_are_drawn_as_glyphs_not_emoji(server, browser):
+    """Material Symbols: the navigation's icons are elements in Streamlit's icon font, and no text is an emoji."""
+    url, _ = server
+    page = _open(browser, url, "Persona Studio")
+    nav_icons = page.locator('[data-testid="stSidebar"] [data-testid="stIconMaterial"]')
+    assert nav_icons.count() >= 12  # one per page, plus the status ticks
+    family = nav_icons.first.evaluate("e => getComputedStyle(e).fontFamily")
+    assert "Material Symbols" in family
+    loaded = page.evaluate("document.fonts.check('24px \"Material Symbols Rounded\"')")
+    assert loaded, "the icon font is there, so the names draw as glyphs"
+    page.close()
+
+
+def test_a_new_persona_typed_with_tab_keeps_every_field(server, browser, shots):
+    """Type a persona as a person does, Tab from box to box, add a trait, save: nothing typed is lost."""
+    url, _ = server
+    page = _open(browser, f"{url}/personas", "Personas")
+    page.get_by_role("button", name="New persona").click()
+    page.get_by_role("heading", name="New persona").wait_for()
+    _settled(page)  # the previous persona's boxes are gone
+    page.get_by_label("Name", exact=True).fill("mentor")
+    for text in ["Guides without taking over.", "You are a patient mentor.", "patient", "Never rushes."]:
+        page.keyboard.press("Tab")  # description, system prompt, trait 1, what it means
+        page.keyboard.type(text)
+    page.keyboard.press("Tab")
+    page.keyboard.type("Explains twice\nWaits for questions")  # markers, one per line
+    page.get_by_role("button", name="Add a trait").click()
+    page.get_by_label("Trait 2").wait_for()
+    _settled(page)
+    page.get_by_label("Trait 2").fill("plain")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Short words.")
+    _screenshot(page, shots, "personas_new")
+    page.get_by_role("button", name="Save persona").click()
+    page.get_by_text("Saved persona “mentor” with 2 traits.").wait_for(timeout=30_000)
+    _assert_no_error(page)
+    # the page now shows the saved persona, read back from the studio
+    page.get_by_role("heading", name="Edit “mentor”").wait_for()
+    _settled(page)
+    values = [page.get_by_label(label, exact=True).input_value() for label in ("One-line description", "System prompt")]
+    assert values == ["Guides without taking over.", "You are a patient mentor."]
+    assert [page.get_by_label(f"Trait {n}").input_value() for n in (1, 2)] == ["patient", "plain"]
+    meanings = page.get_by_label("What it means")
+    assert [meanings.nth(i).input_value() for i in range(2)] == ["Never rushes.", "Short words."]
+    markers = page.get_by_label("Behavioural markers", exact=False)
+    assert markers.first.input_value() == "Explains twice\nWaits for questions"
     page.close()
 
 

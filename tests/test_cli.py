@@ -81,7 +81,7 @@ def test_jobs_list_show_cancel_and_logs():
     listing = run("jobs", "list")
     assert listing.returncode == 0 and f"#{job.id}" in listing.stdout and "nightly check" in listing.stdout
     shown = run("jobs", "show", str(job.id))
-    assert "🟡 queued" in shown.stdout and '"rate": 1' in shown.stdout
+    assert "(probe), queued" in shown.stdout and '"rate": 1' in shown.stdout
     assert run("jobs", "logs", str(job.id), "--lines", "1").stdout.strip() == "line two"
     assert run("jobs", "cancel", str(job.id)).returncode == 0
     assert jobs.get(job.id).cancel_requested
@@ -109,7 +109,7 @@ def test_generate_writes_the_three_files_and_can_resume(tmp_path):
 
         again = run("generate", "--resume", "1")
         assert again.returncode == 0 and "3 examples ready" in again.stdout  # nothing left to do, nothing doubled
-        assert "🟢 succeeded" in run("jobs", "show", "1").stdout
+        assert "), succeeded" in run("jobs", "show", "1").stdout  # plain words
 
 
 def test_generate_explains_bad_input_before_starting():

@@ -250,7 +250,8 @@ def test_the_app_starts_the_monitor_when_none_is_running(monkeypatch):
     try:
         wait_for(monitor.is_alive, 30, "the monitor the app started")
         again = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-        assert "🟢 Background worker running" in " ".join(m.value for m in again.sidebar.markdown)
+        sidebar = " ".join(m.value for m in again.sidebar.markdown)
+        assert ":green[:material/check_circle:] Background worker running" in sidebar  # a green tick
         assert monitor.ensure_running() is False  # one is enough
     finally:
         os.kill(int(monitor.lock_path().read_text()), signal.SIGTERM)

@@ -8,7 +8,11 @@ from streamlit.testing.v1 import AppTest
 from pipeline import personas, settings
 from tests.conftest import REPO
 
-TIMEOUT = 180  # the embedded model's first load and a reply on 2 cores
+TIMEOUT = 180
+YES, NO = (
+    ":green[:material/check_circle:]",
+    ":gray[:material/do_not_disturb_on:]",
+)  # a green tick, a grey dash  # the embedded model's first load and a reply on 2 cores
 
 
 def open_app(page: str | None = None) -> AppTest:
@@ -32,8 +36,8 @@ def test_home_shows_the_studio_counts_and_the_configured_providers():
     assert at.title[0].value == "Persona Studio"
     assert at.selectbox(key="home_persona").value == "collaborative"  # the sample persona, step by step
     sidebar = " ".join(texts(at.sidebar.markdown))
-    assert "🟢 Embedded (SmolLM2-135M)" in sidebar
-    assert "⚪ Anthropic · no key" in sidebar and "⚪ OpenAI · no key" in sidebar
+    assert f"{YES} Embedded (SmolLM2-135M)" in sidebar
+    assert f"{NO} Anthropic · no key" in sidebar and f"{NO} OpenAI · no key" in sidebar
     assert "sk-" not in sidebar
 
 
@@ -41,48 +45,107 @@ def test_sidebar_shows_a_provider_as_configured_but_never_its_key(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-never-shown")
     at = open_app()
     sidebar = " ".join(texts(at.sidebar.markdown))
-    assert "🟢 Anthropic" in sidebar and "sk-ant-never-shown" not in sidebar
+    assert f"{YES} Anthropic" in sidebar and "sk-ant-never-shown" not in sidebar
 
 
 # --- Personas ---------------------------------------------------------------------------
+
+
+def trait_boxes(at: AppTest, prefix: str) -> list[tuple[str, str, str]]:
+    """(name, description, markers) of each trait box on the Personas page, top to bottom."""
+    names = [w for w in at.text_input if w.key.startswith(f"{prefix}_t") and w.key.endswith("_name")]
+    return [
+        (
+            w.value,
+            at.text_input(key=w.key[: -len("name")] + "description").value,
+            at.text_area(key=w.key[: -len("name")] + "markers").value,
+        )
+        for w in names
+    ]
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
 
 
 def test_personas_page_shows_the_sample_persona_and_its_traits():
     at = open_app("pages/personas.py")
     assert "**Providers**" in texts(at.sidebar.markdown)  # drawn inside app.py's shell
     assert at.selectbox(key="persona_choice").value == "collaborative"
-    assert at.text_input[0].value == "collaborative"
-    table = at.data_editor[0].value
-    assert list(table["name"]) == ["collaborative", "curious", "ethical", "candid", "warm"]
+    prefix = f"p{personas.get_persona('collaborative').id}"
+    assert at.text_input(key=f"{prefix}_name").value == "collaborative"
+    boxes = trait_boxes(at, prefix)
+    assert [name for name, _, _ in boxes] == ["collaborative", "curious", "ethical", "candid", "warm"]
+    assert all(len(markers.splitlines()) in (2, 3) for _, _, markers in boxes)  # one marker per line
+    assert not button(at, "New persona").disabled  # in sight, not inside the dropdown
 
 
-def test_create_a_persona_with_a_trait_from_the_page():
+def test_create_a_persona_with_traits_from_the_page():
     at = open_app("pages/personas.py")
-    at.selectbox(key="persona_choice").select("➕ New persona").run()
-    at.text_input[0].input("mentor")
-    at.text_area[0].input("You are a patient mentor.")
-    at.session_state["traits_new"] = {
-        "edited_rows": {},
-        "added_rows": [{"name": "patient", "description": "Never rushes.", "marker 1": "Explains twice"}],
-        "deleted_rows": [],
-    }
-    at.button[0].click().run()  # Save persona
+    button(at, "New persona").click().run()
+    assert not at.exception
+    assert at.subheader[0].value == "New persona"
+    at.text_input(key="pnew_name").input("mentor")
+    at.text_area(key="pnew_prompt").input("You are a patient mentor.")
+    at.text_input(key="pnew_t0_name").input("patient")  # the first box is there to fill in
+    at.text_input(key="pnew_t0_description").input("Never rushes.")
+    at.text_area(key="pnew_t0_markers").input("Explains twice\nWaits for questions")  # nothing reruns yet
+    button(at, "Add a trait").click().run()  # submits the form: what was typed is kept
+    assert trait_boxes(at, "pnew")[0] == ("patient", "Never rushes.", "Explains twice\nWaits for questions")  # kept
+    at.text_input(key="pnew_t1_name").input("plain")
+    at.text_input(key="pnew_t1_description").input("Short words.")
+    button(at, "Add a trait").click().run()
+    at.text_input(key="pnew_t2_name").input("typo")
+    next(b for b in at.button if b.key == "pnew_t2_remove").click().run()  # a box added by mistake
+    assert [name for name, _, _ in trait_boxes(at, "pnew")] == ["patient", "plain"]
+    button(at, "Save persona").click().run()
 
     assert not at.exception
-    assert "Saved persona “mentor” with 1 traits." in texts(at.success)
+    assert "Saved persona “mentor” with 2 traits." in texts(at.success)
     assert at.selectbox(key="persona_choice").value == "mentor"
     saved = personas.get_persona("mentor")
-    assert saved.traits == [{"name": "patient", "description": "Never rushes.", "markers": ["Explains twice"]}]
+    assert saved.traits == [
+        {"name": "patient", "description": "Never rushes.", "markers": ["Explains twice", "Waits for questions"]},
+        {"name": "plain", "description": "Short words.", "markers": []},
+    ]
+
+
+def test_editing_a_trait_keeps_every_other_value_in_its_place():
+    at = open_app("pages/personas.py")
+    prefix = f"p{personas.get_persona('collaborative').id}"
+    before = trait_boxes(at, prefix)
+    at.text_input(key=f"{prefix}_t0_description").input("Works with people, not around them.")
+    next(b for b in at.button if b.key == f"{prefix}_t4_remove").click().run()  # drop "warm"
+    after = trait_boxes(at, prefix)
+    assert after[0] == (before[0][0], "Works with people, not around them.", before[0][2])
+    assert after[1:] == before[1:4]
+    button(at, "Save persona").click().run()
+    saved = personas.get_persona("collaborative")
+    assert [t["name"] for t in saved.traits] == ["collaborative", "curious", "ethical", "candid"]
+    assert saved.traits[0]["description"] == "Works with people, not around them."
+
+
+def test_too_many_markers_are_explained_and_nothing_is_saved():
+    at = open_app("pages/personas.py")
+    prefix = f"p{personas.get_persona('collaborative').id}"
+    at.text_area(key=f"{prefix}_t0_markers").input("one\ntwo\nthree\nfour")
+    button(at, "Save persona").click().run()
+    assert not at.exception
+    assert "keep it to 3" in texts(at.error)[0]
+    assert at.text_area(key=f"{prefix}_t0_markers").value == "one\ntwo\nthree\nfour"  # what was typed stays
+    assert len(personas.get_persona("collaborative").traits[0]["markers"]) < 4
 
 
 def test_an_empty_name_is_refused_on_the_page_and_nothing_is_saved():
     at = open_app("pages/personas.py")
-    at.selectbox(key="persona_choice").select("➕ New persona").run()
-    at.text_area[0].input("A prompt with no name.")
-    at.button[0].click().run()
+    button(at, "New persona").click().run()
+    at.text_area(key="pnew_prompt").input("A prompt with no name.")
+    button(at, "Save persona").click().run()
     assert not at.exception
     assert texts(at.error) == ["Name: is required"]
     assert [p.name for p in personas.list_personas()] == ["collaborative"]
+    button(at, "Cancel").click().run()
+    assert at.selectbox(key="persona_choice").value == "collaborative"
 
 
 def test_duplicate_and_delete_from_the_page():
@@ -92,7 +155,8 @@ def test_duplicate_and_delete_from_the_page():
 
     delete = next(b for b in at.button if b.label == "Delete persona")
     assert delete.disabled  # needs the confirmation first
-    at.checkbox[0].check().run()
+    copy = personas.get_persona("collaborative (copy)")
+    at.checkbox(key=f"confirm_delete_{copy.id}").check().run()
     next(b for b in at.button if b.label == "Delete persona").click().run()
     assert not at.exception
     assert "Deleted “collaborative (copy)”." in texts(at.success)
@@ -248,11 +312,11 @@ def test_monitoring_page_lists_jobs_with_badges_progress_and_eta():
     at = open_app("pages/monitor.py")
     table = at.dataframe[0].value
     statuses = dict(zip(table["id"], table["status"], strict=True))
-    assert statuses[made["queued"]] == "🟡 queued"
-    assert statuses[made["training"]] == "🔵 running"
-    assert statuses[made["failed"]] == "🔴 failed"
-    assert statuses[made["succeeded"]] == "🟢 succeeded"
-    assert statuses[made["cancelled"]] == "⚪ cancelled"
+    assert statuses[made["queued"]] == "queued"  # a table cell draws no icon: the plain word
+    assert statuses[made["training"]] == "running"
+    assert statuses[made["failed"]] == "failed"
+    assert statuses[made["succeeded"]] == "succeeded"
+    assert statuses[made["cancelled"]] == "cancelled"
     training = table[table["id"] == made["training"]].iloc[0]
     assert training["progress"] == 0.25 and training["done"] == "30 / 120 steps"
     assert training["eta"].startswith("3m")  # 30 steps took 60 s (and the seconds since); 90 to go
@@ -265,14 +329,14 @@ def test_monitoring_page_draws_the_training_curves_and_can_cancel():
     assert not at.exception
     assert len(at.get("plotly_chart")) == 1
     status, elapsed, eta = (m.value for m in at.metric[:3])
-    assert status == "🔵 running" and elapsed.startswith("1m") and eta.startswith("3m")
+    assert status == ":blue[:material/autorenew: running]" and elapsed.startswith("1m") and eta.startswith("3m")
 
     next(b for b in at.button if b.label == "Cancel this job").click().run()
     from pipeline import jobs
 
     assert jobs.get(made["training"]).cancel_requested
     assert not [b for b in at.button if b.label == "Cancel this job"]  # asked once; now "cancelling"
-    assert at.metric[0].value == "🟠 cancelling"
+    assert at.metric[0].value == ":orange[:material/pending: cancelling]"
 
 
 def test_monitoring_page_explains_a_failure_and_shows_the_log():
@@ -297,7 +361,7 @@ def test_monitoring_page_resumes_a_failed_job_in_one_click():
     assert not at.exception
     resumed = jobs.get(made["failed"])
     assert (resumed.status, resumed.error) == ("queued", None)
-    assert at.metric[0].value == "🟡 queued"
+    assert at.metric[0].value == ":orange[:material/schedule: queued]"
     assert "Waiting for the background worker" in " ".join(c.value for c in at.caption)
     assert not [b for b in at.button if b.label == "Resume this job"]
 
@@ -307,7 +371,7 @@ def test_monitoring_page_with_no_jobs_says_so_and_can_start_a_worker_check():
     assert "No jobs yet" in at.info[0].value
     next(b for b in at.button if b.label == "Run a worker check").click().run()
     assert not at.exception
-    assert at.dataframe[0].value.iloc[0]["status"] == "🟡 queued"
+    assert at.dataframe[0].value.iloc[0]["status"] == "queued"
 
 
 def test_home_shows_the_dashboard_header():

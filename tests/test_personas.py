@@ -131,7 +131,9 @@ def test_export_file_names_cannot_escape_the_personas_folder(studio):
     assert path.name == "etc-passwd.yaml"
 
 
-def test_editor_rows_convert_to_traits_and_back():
-    rows = personas.rows_from_traits(CANDID["traits"])
-    rows.append({"name": None, "description": float("nan"), "marker 1": "", "marker 2": None, "marker 3": None})
-    assert personas.traits_from_rows(rows) == CANDID["traits"]  # the blank row is dropped
+def test_editor_boxes_convert_to_traits_and_back():
+    entries = personas.entries_from_traits(CANDID["traits"])
+    assert entries[0]["markers"] == "States unknowns\nNames risks"  # one marker per line
+    entries[1]["markers"] = "  Asks one question  \n\n"  # stray spaces and blank lines
+    entries.append({"name": "", "description": "  ", "markers": "\n"})  # a box left empty
+    assert personas.traits_from_entries(entries) == CANDID["traits"]

@@ -9,19 +9,16 @@ from pipeline import jobs
 from pipeline.jobs import runfolder
 from pipeline.models import Job
 
-BADGES = {
-    "queued": "🟡 queued",
-    "running": "🔵 running",
-    "succeeded": "🟢 succeeded",
-    "failed": "🔴 failed",
-    "cancelled": "⚪ cancelled",
-}
+# A job's status in one plain word, as the command line prints it; the pages add an icon and a
+# colour (pages.status_badge), so nothing here depends on an emoji font.
+STATUS_WORDS = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 
 
 def badge(job: Job) -> str:
+    """The job's status word: its status, or "cancelling" while a cancel is on its way."""
     if job.cancel_requested and job.status in jobs.ACTIVE:
-        return "🟠 cancelling"
-    return BADGES.get(job.status, job.status)
+        return "cancelling"
+    return job.status
 
 
 def duration(seconds: float | None) -> str:

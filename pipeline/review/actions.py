@@ -65,6 +65,29 @@ def bulk(ids: list[int], action: str) -> dict[str, int]:
     return {"changed": changed, "skipped": skipped}
 
 
+def missing(ids: list[int]) -> list[int]:
+    """Those of `ids` that are not in the store, in the order given: to refuse a bulk action on a typo."""
+    with session_scope() as session:
+        found = set(session.exec(select(Example.id).where(Example.id.in_(ids))).all())
+    return [i for i in dict.fromkeys(ids) if i not in found]
+
+
+def rate_many(ids: list[int], rating: int | None) -> dict[str, int]:
+    """Rate many examples 1 to 5 (None clears): {"changed", "skipped"} (failed ones cannot be rated)."""
+    if rating is not None and not 1 <= int(rating) <= 5:
+        raise UserFacingError("A rating is 1 to 5.")
+    changed = skipped = 0
+    with session_scope() as session:
+        for example in session.exec(select(Example).where(Example.id.in_(ids))).all():
+            if example.status == "failed" and rating is not None:
+                skipped += 1
+                continue
+            example.rating = None if rating is None else int(rating)
+            session.add(example)
+            changed += 1
+    return {"changed": changed, "skipped": skipped}
+
+
 def set_status(example_id: int, status: str) -> Example:
     if status not in STATUSES:
         raise UserFacingError(f"Unknown status {status!r}.")
