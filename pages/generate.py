@@ -34,7 +34,7 @@ with st.container(border=True):
     if advice.model == settings.EMBEDDED_MODEL:
         st.caption(advice.why)
     else:
-        st.info(advice.why, icon="💡")
+        st.info(advice.why, icon=":material/lightbulb:")
     chains = {}
     for column, stage in zip(st.columns(3), ("scenario", "document", "response"), strict=True):
         default = [advice.model] if stage in ("document", "response") else [settings.EMBEDDED_MODEL]
