@@ -123,14 +123,26 @@ def live_run():
         st.session_state["generation_run"] = ids[0]
     run = service.view(st.selectbox("Run", ids, format_func=labels.get, key="generation_run"))
     job = run.job
-    timing = jobs.timing(job)
+    stages = run.stages
     done = run.ready + run.failed
     st.progress(
         min(done / run.planned, 1.0) if run.planned else 0.0,
         text=f"{done} of {run.planned} examples · {run.ready} ready · {run.failed} failed"
         + (f" · {run.flagged} flagged as near-duplicates" if run.flagged else "")
-        + (f" · ETA {board.duration(timing.eta_s)}" if timing.eta_s else ""),
+        + (f" · ETA {board.duration(run.eta_s)}" if run.eta_s is not None else ""),
     )
+    total = stages.total or run.planned
+    cols = st.columns(3)
+    for column, stage in zip(cols, ("scenario", "document", "response"), strict=True):
+        column.metric(f"{stage.capitalize()}s", f"{getattr(stages, stage)} / {total}")
+    if stages.cancelled:
+        st.warning(
+            f"{stages.cancelled} examples were left unfinished when this run stopped (status *cancelled*): "
+            "Resume finishes them, or delete them."
+        )
+        if job.status in jobs.FINISHED and st.button("Delete the cancelled examples", key=f"delete_cancelled_{job.id}"):
+            st.toast(f"Deleted {service.delete_cancelled(job.id)} cancelled example(s).")
+            st.rerun()
     if job.status == "failed":
         st.error(f"The run stopped: {job.error}")
     can_stop = job.status in jobs.ACTIVE and not job.cancel_requested

@@ -1,0 +1,143 @@
+"""A generation run as a non-engineer lives it: progress stage by stage, a stopped run's unfinished
+examples (cancelled, out of counts, filterable, deletable, finished by a resume), review refused on
+unfinished examples, defaults that fit the built-in model, and estimates from measured speed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+from sqlmodel import select
+
+from pipeline import jobs, overview, personas
+from pipeline.db import session_scope
+from pipeline.errors import UserFacingError
+from pipeline.generation import foreground, runner, service
+from pipeline.generation.config import GenerationConfig
+from pipeline.models import Example
+from pipeline.review import actions, filters
+from tests.conftest import write_secrets
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.stage_replies import stage_aware
+from tests.test_pages import open_app
+
+
+@pytest.fixture
+def persona():
+    personas.seed_samples()
+    return personas.get_persona("collaborative")
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAI(responder=stage_aware) as primary:
+        write_secrets(f'[endpoints.primary]\napi_base = "{primary.api_base}"\nmodel = "gen"\n')
+        yield primary
+
+
+def config_for(persona, **overrides) -> GenerationConfig:
+    values = {
+        "persona_id": persona.id,
+        "examples": 6,
+        "concurrency": 1,
+        "scenario_models": ["primary"],
+        "document_models": ["primary"],
+        "response_models": ["primary"],
+        "timeout_s": 10,
+    }
+    return GenerationConfig(**{**values, **overrides})
+
+
+def examples_of(job_id: int) -> list[Example]:
+    with session_scope() as session:
+        return list(session.exec(select(Example).where(Example.job_id == job_id).order_by(Example.slot)))
+
+
+def stopped_run(persona, documents_before_stop: int = 3) -> tuple[int, list[str]]:
+    """A job run the way the command line runs it, stopped (SIGTERM, as Stop sends) once that many
+    documents have landed. Returns the job id and every progress message it showed."""
+    job = foreground.start(config_for(persona), None, None)
+    messages: list[str] = []
+
+    def on_progress(done: int, total: int, message: str) -> None:
+        messages.append(message)
+        if f"documents {documents_before_stop}/" in message and not any("stop sent" in m for m in messages):
+            messages.append("stop sent")
+            os.kill(os.getpid(), signal.SIGTERM)  # the job context turns it into a cancel
+
+    finished, _ = foreground.run(job, on_progress)
+    assert finished.status == "cancelled"
+    return job.id, messages
+
+
+# --- progress, stage by stage ------------------------------------------------------------------
+
+
+def test_a_stopped_run_shows_each_stage_done_of_total_never_planning(persona, server):
+    job_id, messages = stopped_run(persona)
+
+    view = service.view(job_id)
+    # the third example had its scenario and document when Stop came; its response was never asked
+    assert (view.stages.scenario, view.stages.document, view.stages.response) == (3, 3, 2)
+    assert view.stages.total == 6 and view.ready == 2 and view.stages.cancelled == 4
+    assert "scenarios 1/6 · documents 0/6 · responses 0/6" in messages  # work shows as it lands
+    assert view.job.message.endswith("scenarios 3/6 · documents 3/6 · responses 2/6 · 4 cancelled")
+    assert "planning" not in view.job.message
+
+
+# --- a stopped run's examples --------------------------------------------------------------
+
+
+def test_a_stopped_runs_unfinished_examples_are_cancelled_left_out_and_finished_by_resume(persona, server):
+    job_id, _ = stopped_run(persona)
+    made = examples_of(job_id)
+    assert [e.status for e in made] == ["pending", "pending"] + ["cancelled"] * 4
+    assert overview.studio_counts()["examples"] == 2  # Home counts finished work only
+    everything = filters.ExampleFilter(job_id=job_id)
+    assert filters.count(everything) == 2  # Review's "every status" leaves them out...
+    assert filters.count(filters.ExampleFilter(job_id=job_id, statuses=["cancelled"])) == 4  # ...until asked for
+
+    finished, _ = foreground.run(foreground.start(None, None, job_id), lambda *a: None)  # Resume
+
+    assert finished.status == "succeeded"
+    assert [e.status for e in examples_of(job_id)] == ["pending"] * 6
+    assert overview.studio_counts()["examples"] == 6
+
+
+def test_review_page_filters_and_deletes_a_stopped_runs_cancelled_examples(persona, server):
+    job_id, _ = stopped_run(persona)
+    at = open_app("pages/review.py")
+    at.selectbox(key="review_run").set_value(job_id).run()
+    at.multiselect(key="review_status").set_value(["cancelled"]).run()
+    assert not at.exception
+    assert any("**4 examples** match" in m.value for m in at.markdown)
+
+    at.button(key="review_delete_cancelled").click().run()
+
+    assert not at.exception
+    assert [e.status for e in examples_of(job_id)] == ["pending", "pending"]
+    assert any("No examples match" in i.value for i in at.info)
+
+
+def test_review_actions_are_refused_on_an_example_still_being_generated(persona, server):
+    config = config_for(persona, examples=2)
+    job = jobs.submit("generation", config.model_dump(mode="json"))
+    runner.ensure_slots(job.id, runner.prepare(config), config)  # planned, nothing made yet
+    example = examples_of(job.id)[0]
+    assert example.status == "generating"
+
+    for act in (
+        lambda: actions.set_status(example.id, "accepted"),
+        lambda: actions.set_status(example.id, "rejected"),
+        lambda: actions.set_gold_star(example.id, True),
+        lambda: actions.set_rating(example.id, 4),
+        lambda: actions.edit_response(example.id, "A better reply."),
+    ):
+        with pytest.raises(UserFacingError, match="is still being generated"):
+            act()
+    assert actions.bulk([example.id], "accept") == {"changed": 0, "skipped": 1}
+
+    asyncio.run(runner.Generation(job.id, config, runner.prepare(config)).run())
+    assert actions.set_status(example.id, "accepted").status == "accepted"  # once made, review as usual
