@@ -8,7 +8,7 @@ import streamlit as st
 from pipeline import jobs, personas, settings
 from pipeline.errors import UserFacingError
 from pipeline.generation import service
-from pipeline.generation.config import DOCUMENT_TYPES
+from pipeline.generation.config import DOCUMENT_TYPES, EMBEDDED_REASON, defaults_for, uses_embedded
 from pipeline.jobs import board
 from pipeline.llm import catalog
 
@@ -35,14 +35,28 @@ with st.container(border=True):
         chains[stage] = column.multiselect(
             stage.capitalize(), models, default=[settings.EMBEDDED_MODEL], accept_new_options=True, key=f"chain_{stage}"
         )
+    built_in = uses_embedded(chains)
+    fit = defaults_for(chains)
+    if built_in:
+        st.caption(EMBEDDED_REASON)
     with st.expander("More settings"):
         a, b = st.columns(2)
-        document_words = a.slider("Document length (words)", 50, 2000, (500, 1000), step=50)
-        response_words = b.slider("Response length (words)", 30, 1500, 300, step=10)
-        concurrency = a.slider("Examples in parallel", 1, 32, 4)
+        # keyed by the kind of chain: switching to or from the built-in model brings its own defaults
+        kind = "embedded" if built_in else "hosted"
+        document_words = a.slider(
+            "Document length (words)", 50, 2000, fit["document_words"], step=10, key=f"document_words_{kind}"
+        )
+        response_words = b.slider(
+            "Response length (words)", 30, 1500, fit["response_words"], step=10, key=f"response_words_{kind}"
+        )
+        concurrency = a.slider("Examples in parallel", 1, 32, fit["concurrency"], key=f"concurrency_{kind}")
         temperature = b.slider("Temperature", 0.0, 1.5, 0.8, 0.05)
-        min_document_words = a.number_input("Shortest acceptable document (words)", 1, 2000, 100)
-        min_response_words = b.number_input("Shortest acceptable response (words)", 1, 2000, 50)
+        min_document_words = a.number_input(
+            "Shortest acceptable document (words)", 1, 2000, fit["min_document_words"], key=f"min_document_{kind}"
+        )
+        min_response_words = b.number_input(
+            "Shortest acceptable response (words)", 1, 2000, fit["min_response_words"], key=f"min_response_{kind}"
+        )
         include_prompt = st.checkbox(
             "Keep the system prompt in the training examples",
             help="Off (recommended): the fine-tuned model learns to act as the persona without being told.",
@@ -75,7 +89,15 @@ if guess:
     cols[1].metric("Tokens (about)", f"{guess.prompt_tokens + guess.completion_tokens:,}")
     cols[2].metric("Cost (about)", "unknown price" if guess.cost_usd is None else f"${guess.cost_usd:,.2f}")
     cols[3].metric("Time (about)", board.duration(guess.seconds))
-    if st.button("Start generating", type="primary"):
+    st.caption(guess.speed_note())
+    confirmed = True
+    if guess.needs_confirmation:
+        confirmed = st.checkbox(
+            f"Yes, start a run of about {guess.seconds / 3600:.1f}".removesuffix(".0") + " h",
+            key="generation_confirm_long",
+            help="Shorter documents and replies, fewer examples or a hosted model make it quicker.",
+        )
+    if st.button("Start generating", type="primary", disabled=not confirmed):
         try:
             job = service.start(params, started_by=st.session_state.get("user_name", ""))
         except UserFacingError as exc:

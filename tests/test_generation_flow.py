@@ -141,3 +141,67 @@ def test_review_actions_are_refused_on_an_example_still_being_generated(persona,
 
     asyncio.run(runner.Generation(job.id, config, runner.prepare(config)).run())
     assert actions.set_status(example.id, "accepted").status == "accepted"  # once made, review as usual
+
+
+# --- defaults and estimates -----------------------------------------------------------------
+
+
+def test_generate_page_defaults_fit_the_built_in_model_and_say_why():
+    at = open_app("pages/generate.py")
+    assert at.slider(key="document_words_embedded").value == (50, 150)
+    assert at.slider(key="response_words_embedded").value == 60
+    assert at.slider(key="concurrency_embedded").value == 2
+    assert any("The built-in model runs on this computer's CPU" in c.value for c in at.caption)
+
+    at.multiselect(key="chain_scenario").set_value(["openai/gpt-4o-mini"])
+    at.multiselect(key="chain_document").set_value(["openai/gpt-4o-mini"])
+    at.multiselect(key="chain_response").set_value(["openai/gpt-4o-mini"]).run()
+    assert at.slider(key="document_words_hosted").value == (500, 1000)  # a hosted model: the long defaults
+    assert not any("The built-in model runs" in c.value for c in at.caption)
+
+
+def seed_calls(model: str, tokens_per_s: float, count: int = 20) -> None:
+    from pipeline.models import LLMCall
+
+    with session_scope() as session:
+        for _ in range(count):
+            session.add(LLMCall(purpose="generation:document", model_used=model, completion_tokens=200,
+                                latency_ms=int(200 / tokens_per_s * 1000)))  # fmt: skip
+
+
+def test_the_time_estimate_comes_from_this_machines_recorded_speed(persona):
+    from pipeline.generation import estimate
+    from pipeline.settings import EMBEDDED_MODEL
+
+    config = GenerationConfig(persona_id=persona.id, examples=6, document_words=(50, 150), response_words=60)
+    first = estimate.estimate(config)
+    assert first.rough and first.speed_note().startswith("First run: rough estimate")
+
+    seed_calls(EMBEDDED_MODEL, tokens_per_s=20.0)  # four times the cautious first-run figure
+    measured = estimate.estimate(config)
+
+    assert not measured.rough and "20.0 tokens/s (measured here, 20 calls)" in measured.speed_note()
+    assert measured.seconds == pytest.approx(first.seconds / 4, rel=0.01)
+    seed_calls(EMBEDDED_MODEL, tokens_per_s=2.0, count=200)  # the recent calls count: the machine got slower
+    assert estimate.estimate(config).seconds == pytest.approx(first.seconds * 2.5, rel=0.01)
+
+
+def test_generate_page_shows_the_measured_time_and_a_run_over_an_hour_asks_first():
+    from pipeline.settings import EMBEDDED_MODEL
+
+    at = open_app("pages/generate.py")
+    assert any(c.value.startswith("First run: rough estimate") for c in at.caption)
+    seed_calls(EMBEDDED_MODEL, tokens_per_s=10.0)
+    at.number_input[0].set_value(2000).run()  # ~2000 x 330 tokens at 10 tokens/s: about 18 h
+    assert any("measured here" in c.value for c in at.caption)
+    start = next(b for b in at.button if b.label == "Start generating")
+    assert start.disabled
+    confirm = at.checkbox(key="generation_confirm_long")
+    assert confirm.label.startswith("Yes, start a run of about 18")
+
+    confirm.check().run()
+
+    assert not next(b for b in at.button if b.label == "Start generating").disabled
+    at.number_input[0].set_value(10).run()  # a short run starts without asking
+    assert not next(b for b in at.button if b.label == "Start generating").disabled
+    assert not [c for c in at.checkbox if c.key == "generation_confirm_long"]

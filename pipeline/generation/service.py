@@ -11,7 +11,7 @@ from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import runner
 from pipeline.generation.config import GenerationConfig, load
-from pipeline.generation.estimate import Estimate, _stage_tokens, estimate
+from pipeline.generation.estimate import Estimate, estimate, stage_tokens
 from pipeline.models import Example, Job, LLMCall, utcnow
 
 
@@ -96,7 +96,7 @@ def live_eta(job: Job, examples: list[Example]) -> float | None:
         return None
     per_stage = {}
     params = {k: v for k, v in job.params.items() if k in GenerationConfig.model_fields}
-    planned = _stage_tokens(GenerationConfig(**params), 250)
+    planned = stage_tokens(GenerationConfig(**params), 250)
     for stage in runner.STAGES:
         mine = [tokens for purpose, tokens, _ in calls if purpose == f"generation:{stage}" and tokens > 0]
         per_stage[stage] = sum(mine) / len(mine) if mine else planned[stage][1]
