@@ -22,6 +22,7 @@ from tests.conftest import write_secrets
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.stage_replies import stage_aware
 from tests.test_pages import open_app
+from tests.test_training import dataset  # noqa: F401 - a fixture
 
 
 @pytest.fixture
@@ -205,3 +206,57 @@ def test_generate_page_shows_the_measured_time_and_a_run_over_an_hour_asks_first
     at.number_input[0].set_value(10).run()  # a short run starts without asking
     assert not next(b for b in at.button if b.label == "Start generating").disabled
     assert not [c for c in at.checkbox if c.key == "generation_confirm_long"]
+
+
+# --- the Train page's local estimate -----------------------------------------------------------
+
+
+def test_local_training_time_comes_from_earlier_local_jobs_start_up_included(dataset):  # noqa: F811
+    from datetime import timedelta
+
+    from pipeline.models import Job, TrainingMetric, utcnow
+    from pipeline.training import service as training
+    from tests.test_training import TINY, tiny_config
+
+    first = training.plan(tiny_config())
+    assert first.rough and first.seconds >= training.DEFAULT_LOCAL_OVERHEAD_S  # loading alone takes that long
+
+    earlier = jobs.submit("train_local", {"config": {"base_model": f"local/{TINY}"}})
+    start = utcnow() - timedelta(minutes=10)
+    with session_scope() as session:
+        job = session.get(Job, earlier.id)
+        job.status, job.started_at, job.finished_at = "succeeded", start, start + timedelta(seconds=100)
+        session.add(job)
+        for step in range(3):  # trained from 30 s to 70 s at 50 tokens/s; 60 s around it
+            at = start + timedelta(seconds=30 + 20 * step)
+            session.add(TrainingMetric(job_id=earlier.id, step=step, tokens_per_s=50.0, at=at))
+
+    measured = training.plan(tiny_config())
+
+    assert not measured.rough
+    assert measured.seconds == pytest.approx(60 + measured.billed_tokens / 50.0, rel=0.01)
+
+
+def test_train_page_says_a_first_estimate_is_rough_and_asks_before_a_run_over_an_hour(dataset):  # noqa: F811
+    from datetime import timedelta
+
+    from pipeline.models import Job, TrainingMetric, utcnow
+
+    at = open_app("pages/train.py")
+    assert any(c.value.startswith("First run: rough estimate") for c in at.caption)
+    assert not at.button(key="train_start").disabled
+
+    slow = jobs.submit("train_local", {"config": {"base_model": ""}})  # any base: a machine this slow
+    start = utcnow() - timedelta(hours=1)
+    with session_scope() as session:
+        job = session.get(Job, slow.id)
+        job.status, job.started_at, job.finished_at = "succeeded", start, start + timedelta(seconds=100)
+        session.add(job)
+        session.add(TrainingMetric(job_id=slow.id, step=1, tokens_per_s=0.5, at=start + timedelta(seconds=50)))
+    at.run()
+
+    assert not any(c.value.startswith("First run") for c in at.caption)
+    assert at.button(key="train_start").disabled
+    at.checkbox(key="train_confirm_long").check().run()
+    assert not at.button(key="train_start").disabled
+    assert not at.exception
