@@ -8,7 +8,7 @@ import streamlit as st
 from pipeline import jobs, personas, settings
 from pipeline.errors import UserFacingError
 from pipeline.generation import service
-from pipeline.generation.config import DOCUMENT_TYPES
+from pipeline.generation.config import DOCUMENT_TYPES, EMBEDDED_REASON, defaults_for, uses_embedded
 from pipeline.jobs import board
 from pipeline.llm import catalog
 
@@ -41,14 +41,28 @@ with st.container(border=True):
         chains[stage] = column.multiselect(
             stage.capitalize(), models, default=default, accept_new_options=True, key=f"chain_{stage}"
         )
+    built_in = uses_embedded(chains)
+    fit = defaults_for(chains)
+    if built_in:
+        st.caption(EMBEDDED_REASON)
     with st.expander("More settings"):
         a, b = st.columns(2)
-        document_words = a.slider("Document length (words)", 50, 2000, (500, 1000), step=50)
-        response_words = b.slider("Response length (words)", 30, 1500, 300, step=10)
-        concurrency = a.slider("Examples in parallel", 1, 32, 4)
+        # keyed by the kind of chain: switching to or from the built-in model brings its own defaults
+        kind = "embedded" if built_in else "hosted"
+        document_words = a.slider(
+            "Document length (words)", 50, 2000, fit["document_words"], step=10, key=f"document_words_{kind}"
+        )
+        response_words = b.slider(
+            "Response length (words)", 30, 1500, fit["response_words"], step=10, key=f"response_words_{kind}"
+        )
+        concurrency = a.slider("Examples in parallel", 1, 32, fit["concurrency"], key=f"concurrency_{kind}")
         temperature = b.slider("Temperature", 0.0, 1.5, 0.8, 0.05)
-        min_document_words = a.number_input("Shortest acceptable document (words)", 1, 2000, 100)
-        min_response_words = b.number_input("Shortest acceptable response (words)", 1, 2000, 50)
+        min_document_words = a.number_input(
+            "Shortest acceptable document (words)", 1, 2000, fit["min_document_words"], key=f"min_document_{kind}"
+        )
+        min_response_words = b.number_input(
+            "Shortest acceptable response (words)", 1, 2000, fit["min_response_words"], key=f"min_response_{kind}"
+        )
         include_prompt = st.checkbox(
             "Keep the system prompt in the training examples",
             help="Off (recommended): the fine-tuned model learns to act as the persona without being told.",
@@ -81,7 +95,15 @@ if guess:
     cols[1].metric("Tokens (about)", f"{guess.prompt_tokens + guess.completion_tokens:,}")
     cols[2].metric("Cost (about)", "unknown price" if guess.cost_usd is None else f"${guess.cost_usd:,.2f}")
     cols[3].metric("Time (about)", board.duration(guess.seconds))
-    if st.button("Start generating", type="primary"):
+    st.caption(guess.speed_note())
+    confirmed = True
+    if guess.needs_confirmation:
+        confirmed = st.checkbox(
+            f"Yes, start a run of about {guess.seconds / 3600:.1f}".removesuffix(".0") + " h",
+            key="generation_confirm_long",
+            help="Shorter documents and replies, fewer examples or a hosted model make it quicker.",
+        )
+    if st.button("Start generating", type="primary", disabled=not confirmed):
         try:
             job = service.start(params, started_by=st.session_state.get("user_name", ""))
         except UserFacingError as exc:
@@ -129,14 +151,26 @@ def live_run():
         st.session_state["generation_run"] = ids[0]
     run = service.view(st.selectbox("Run", ids, format_func=labels.get, key="generation_run"))
     job = run.job
-    timing = jobs.timing(job)
+    stages = run.stages
     done = run.ready + run.failed
     st.progress(
         min(done / run.planned, 1.0) if run.planned else 0.0,
         text=f"{done} of {run.planned} examples · {run.ready} ready · {run.failed} failed"
         + (f" · {run.flagged} flagged as near-duplicates" if run.flagged else "")
-        + (f" · ETA {board.duration(timing.eta_s)}" if timing.eta_s else ""),
+        + (f" · ETA {board.duration(run.eta_s)}" if run.eta_s is not None else ""),
     )
+    total = stages.total or run.planned
+    cols = st.columns(3)
+    for column, stage in zip(cols, ("scenario", "document", "response"), strict=True):
+        column.metric(f"{stage.capitalize()}s", f"{getattr(stages, stage)} / {total}")
+    if stages.cancelled:
+        st.warning(
+            f"{stages.cancelled} examples were left unfinished when this run stopped (status *cancelled*): "
+            "Resume finishes them, or delete them."
+        )
+        if job.status in jobs.FINISHED and st.button("Delete the cancelled examples", key=f"delete_cancelled_{job.id}"):
+            st.toast(f"Deleted {service.delete_cancelled(job.id)} cancelled example(s).")
+            st.rerun()
     if job.status == "failed":
         st.error(f"The run stopped: {job.error}")
     can_stop = job.status in jobs.ACTIVE and not job.cancel_requested

@@ -24,7 +24,13 @@ with st.container(border=True):
     persona = by_name.get(persona_name)
     run_ids = [r.id for r in generation.runs() if persona is None or r.params.get("persona_id") == persona.id]
     run = b.selectbox("Run", ["All", *run_ids], format_func=lambda r: r if r == "All" else f"#{r}", key="review_run")
-    statuses = c.multiselect("Status", list(filters.REVIEWABLE), default=["pending", "accepted"], key="review_status")
+    statuses = c.multiselect(
+        "Status",
+        list(filters.CHOOSABLE),
+        default=["pending", "accepted"],
+        key="review_status",
+        help="cancelled: examples a stopped run left unfinished; resume the run to finish them, or delete them.",
+    )
     star = d.selectbox("Gold star", ["Any", "Starred", "Not starred"], key="review_star")
     a, b, c, d = st.columns(4)
     min_rating = a.selectbox("Rating at least", ["Any", 1, 2, 3, 4, 5], key="review_rating")
@@ -77,6 +83,14 @@ pages = max(1, -(-total // PAGE_SIZE))
 top = st.columns([3, 1])
 top[0].markdown(f"**{total:,} examples** match · {stats.gold_count(flt):,} gold-starred")
 number = top[1].number_input("Page", 1, pages, 1, key="review_page", help=f"{pages} pages of {PAGE_SIZE}")
+left_over = generation.cancelled_count(flt.job_id) if flt.job_id is not None and "cancelled" in statuses else 0
+if left_over and st.button(
+    f"Delete the {left_over} cancelled examples of run #{flt.job_id}",
+    key="review_delete_cancelled",
+    help="What the stopped run left unfinished. Resuming the run instead would finish them.",
+):
+    st.toast(f"Deleted {generation.delete_cancelled(flt.job_id)} cancelled example(s).")
+    st.rerun()
 rows = filters.page(flt, int(number), PAGE_SIZE)
 table = pd.DataFrame(
     [
@@ -107,7 +121,7 @@ for column, (label, action) in zip(
 ):
     if column.button(label, key=f"bulk_{action}", disabled=not selected):
         result = actions.bulk(selected, action)
-        note = f" ({result['skipped']} failed ones skipped)" if result["skipped"] else ""
+        note = f" ({result['skipped']} failed or unfinished ones skipped)" if result["skipped"] else ""
         st.toast(f"{label}: {result['changed']} example(s){note}.")
         st.rerun()
 

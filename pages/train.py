@@ -117,7 +117,13 @@ for problem in plan.problems:
     st.error(problem)
 for note in plan.notes:
     st.warning(note)
-if st.button("Start training", type="primary", disabled=not plan.eligible, key="train_start"):
+if plan.rough:
+    st.caption("First run: rough estimate. Later estimates use what local training measured on this machine.")
+confirmed = True
+if plan.needs_confirmation:
+    hours = f"{plan.seconds / 3600:.1f}".removesuffix(".0")
+    confirmed = st.checkbox(f"Yes, start a run of about {hours} h", key="train_confirm_long")
+if st.button("Start training", type="primary", disabled=not (plan.eligible and confirmed), key="train_start"):
     try:
         job = service.start(config, started_by=st.session_state.get("user_name", ""))
     except UserFacingError as exc:

@@ -62,9 +62,9 @@ def _cmd_chat(args) -> int:
 def _cmd_generate(args) -> int:
     from tqdm import tqdm
 
-    from pipeline import personas
+    from pipeline import personas, settings
     from pipeline.generation import foreground, runner
-    from pipeline.generation.config import load
+    from pipeline.generation.config import EMBEDDED_REASON, defaults_for, load, uses_embedded
 
     config = None
     if args.resume is None:
@@ -86,7 +86,13 @@ def _cmd_generate(args) -> int:
             stage_chain = getattr(args, f"{stage}_model") or chain
             if stage_chain:
                 values[f"{stage}_models"] = stage_chain
-        config = load({k: v for k, v in values.items() if v is not None})
+        values["response_words"] = args.response_words
+        stages = ("scenario", "document", "response")
+        chains = [values.get(f"{stage}_models", [settings.EMBEDDED_MODEL]) for stage in stages]
+        fit = {k: v for k, v in defaults_for(chains).items() if values.get(k) is None}
+        if uses_embedded(chains) and fit:
+            print(EMBEDDED_REASON, file=sys.stderr)
+        config = load({**fit, **{k: v for k, v in values.items() if v is not None}})
     output = Path(args.output) if args.output else None
     job = foreground.start(config, output, args.resume)
     print(f"Job {job.id}: generating (resume later with --resume {job.id}).", file=sys.stderr)
@@ -225,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=10)
     p.add_argument("--output", help="the training file to write (.jsonl); _detailed.json and _metadata.json beside it")
     p.add_argument("--resume", type=int, metavar="JOB", help="finish an earlier generation job")
-    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--concurrency", type=int, help="examples in parallel (2 with the built-in model, else 4)")
+    p.add_argument("--response-words", type=int, help="reply length asked for (60 with the built-in model, else 300)")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--model", action="append", help="model chain for every stage, first choice first (repeatable)")
     for stage in ("scenario", "document", "response"):
@@ -234,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--document-words",
         type=lambda v: tuple(int(x) for x in v.split("-")),
         metavar="MIN-MAX",
-        help="document length in words, e.g. 500-1000",
+        help="document length in words, e.g. 500-1000 (50-150 with the built-in model)",
     )
     p.add_argument("--include-system-prompt", action="store_true", help="keep the system prompt in each example")
     p.add_argument("--seed", type=int, default=0)

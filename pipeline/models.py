@@ -97,12 +97,17 @@ class Example(SQLModel, table=True):
     failure: str | None = _text(nullable=True, default=None)  # why generation failed, in plain words
     flags: list[str] = _json(list)  # for the reviewer, not failures: e.g. a near-duplicate of another example
     usage: dict = _json(dict)  # per stage: prompt and completion tokens, cost
-    status: str = Field(default="pending", index=True)  # generating | pending | accepted | rejected | failed
+    # generating | cancelled (a stopped run left it unfinished) | pending | accepted | rejected | failed
+    status: str = Field(default="pending", index=True)
     gold_star: bool = Field(default=False, index=True)
     rating: int | None = None
     notes: str = _text()
     content_hash: str = Field(default="", index=True)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# a generation run is still making it, or a run that stopped left it unfinished: not an example yet
+UNFINISHED = ("generating", "cancelled")
 
 
 def messages_hash(messages: list[dict]) -> str:

@@ -6,7 +6,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from pipeline.db import session_scope
-from pipeline.models import Example, Job, LLMCall, ModelEntry, Persona
+from pipeline.models import UNFINISHED, Example, Job, LLMCall, ModelEntry, Persona
 
 
 def _count(session, model, *where) -> int:
@@ -25,8 +25,9 @@ def studio_counts() -> dict:
         ).first()
         return {
             "personas": _count(session, Persona),
-            "examples": _count(session, Example),
-            "gold_stars": _count(session, Example, Example.gold_star),
+            # unfinished ones (a run still making them, or one that stopped) are not examples yet
+            "examples": _count(session, Example, Example.status.not_in(UNFINISHED)),
+            "gold_stars": _count(session, Example, Example.gold_star, Example.status.not_in(UNFINISHED)),
             "running_jobs": _count(session, Job, Job.status == "running"),
             "deployed_models": _count(session, ModelEntry, ModelEntry.status == "deployed"),
             "llm_calls": _count(session, LLMCall, LLMCall.error.is_(None)),

@@ -14,29 +14,34 @@ def run(ctx: JobContext, params: dict) -> dict[str, Path]:
     config = load({k: v for k, v in params.items() if k != "output"})
     persona = runner.prepare(config)
 
+    def report() -> None:
+        """Examples finished, and every stage's work as it lands: a long first stage is seen moving."""
+        stages = runner.stage_progress(ctx.job_id)
+        ctx.report_progress(stages.finished, config.examples, unit="examples", message=stages.summary())
+
     def item_done(example) -> None:
-        finished, failed, total = runner.progress(ctx.job_id)
-        ctx.report_progress(
-            finished,
-            total,
-            unit="examples",
-            message=f"{failed} failed" if failed else f"latest: {example.document_title[:60]}",
-        )
+        report()
         if example.status == "failed":
             ctx.log(f"example {example.slot} failed: {example.failure}")
 
-    finished, _, total = runner.progress(ctx.job_id)
-    ctx.report_progress(finished, config.examples, unit="examples", message="planning")
-    ctx.log(f"generating {config.examples} examples for {persona.name!r} ({finished} already done)")
-    asyncio.run(runner.Generation(ctx.job_id, config, persona, ctx.cancelled, item_done).run())
-    finished, _, total = runner.progress(ctx.job_id)
-    ctx.report_progress(finished, total, unit="examples", message="checking for near-duplicates")
+    stages = runner.stage_progress(ctx.job_id)
+    message = stages.summary() if stages.total else "planning"  # resumed: what was done shows at once
+    ctx.report_progress(stages.finished, config.examples, unit="examples", message=message)
+    ctx.log(f"generating {config.examples} examples for {persona.name!r} ({stages.finished} already done)")
+    generation = runner.Generation(
+        ctx.job_id, config, persona, ctx.cancelled, item_done, on_stage_done=lambda stage, example: report()
+    )
+    asyncio.run(generation.run())
+    stages = runner.stage_progress(ctx.job_id)
+    message = f"{stages.summary()} · checking for near-duplicates"
+    ctx.report_progress(stages.finished, config.examples, unit="examples", message=message)
     flagged = dedup.flag_near_duplicates(ctx.job_id)
     if flagged:
         ctx.log(f"{flagged} examples flagged as near-duplicates")
     output = Path(params["output"]) if params.get("output") else None
     paths = outputs.write(ctx.job_id, config, output, persona.name)
-    finished, failed, total = runner.progress(ctx.job_id)
-    ctx.report_progress(finished, total, unit="examples", message=f"{finished - failed} ready, {failed} failed")
+    stages = runner.stage_progress(ctx.job_id)
+    message = f"{stages.finished - stages.failed} ready · {stages.summary()}"
+    ctx.report_progress(stages.finished, config.examples, unit="examples", message=message)
     ctx.log(f"wrote {paths['training']}")
     return paths

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from sqlalchemy import insert
+from sqlalchemy import case, delete, insert, update
 from sqlmodel import func, select
 
 from pipeline import embeddings, personas
@@ -89,9 +89,30 @@ def ensure_slots(job_id: int, persona: PersonaBrief, config: GenerationConfig) -
         ]
         if missing:  # Core insert: a 10,000-example plan as objects would cost pydantic ~16 s
             session.execute(insert(Example), missing)
+        # resumed: what a stopped run left unfinished is being made again
+        session.execute(
+            update(Example).where(Example.job_id == job_id, Example.status == "cancelled").values(status="generating")
+        )
         # a failed item gets a fresh try on resume: most failures are a provider's bad moment
         query = select(Example.id).where(Example.job_id == job_id, Example.status.in_(("generating", "failed")))
         return sorted(session.exec(query).all())
+
+
+def mark_cancelled(job_id: int) -> int:
+    """A run that stops leaves its unfinished examples "cancelled": out of counts, never reviewable as
+    if finished, deletable; resuming the run takes them up again. Returns how many."""
+    with session_scope() as session:
+        result = session.execute(
+            update(Example).where(Example.job_id == job_id, Example.status == "generating").values(status="cancelled")
+        )
+        return result.rowcount or 0
+
+
+def delete_cancelled(job_id: int) -> int:
+    """Delete a stopped run's unfinished examples (a resume would plan them afresh). Returns how many."""
+    with session_scope() as session:
+        result = session.execute(delete(Example).where(Example.job_id == job_id, Example.status == "cancelled"))
+        return result.rowcount or 0
 
 
 def _save(example_id: int, **fields) -> Example:
@@ -181,9 +202,10 @@ class Generation:
         persona: PersonaBrief,
         cancelled: Callable[[], bool] = lambda: False,
         on_item_done: Callable[[Example], None] = lambda example: None,
+        on_stage_done: Callable[[str, Example], None] = lambda stage, example: None,
     ):
         self.job_id, self.config, self.persona = job_id, config, persona
-        self.cancelled, self.on_item_done = cancelled, on_item_done
+        self.cancelled, self.on_item_done, self.on_stage_done = cancelled, on_item_done, on_stage_done
         self.ideas = IdeaRegistry(job_id)
 
     async def run(self) -> None:
@@ -198,7 +220,10 @@ class Generation:
                 if example is not None:
                     self.on_item_done(example)
 
-        await asyncio.gather(*(one(example_id) for example_id in todo))
+        try:
+            await asyncio.gather(*(one(example_id) for example_id in todo))
+        finally:  # stopped, crashed or done: nothing stays "generating" once no run is making it
+            mark_cancelled(self.job_id)
 
     async def _scenario(self, slot: Slot, example_id: int) -> tuple[ChatResult, str, str]:
         """A scenario idea unlike the run's others: a near-copy is asked for again once, then dropped."""
@@ -243,6 +268,7 @@ class Generation:
                     document_title=title,
                     scenario={**example.scenario, "title": title, "situation": situation},
                 )
+                self.on_stage_done("scenario", example)
             stage = "document"
             if self.cancelled():
                 return None
@@ -258,6 +284,7 @@ class Generation:
                 example = _landed(
                     example, "document", result, document=result.text, document_words=validate.words(result.text)
                 )
+                self.on_stage_done("document", example)
             stage = "response"
             if self.cancelled():
                 return None
@@ -273,6 +300,7 @@ class Generation:
                 example = _landed(
                     example, "response", result, response=result.text, response_words=validate.words(result.text)
                 )
+                self.on_stage_done("response", example)
         except UserFacingError as exc:
             return _save(example_id, status="failed", failure=f"{stage} stage: {exc}")
         return self._finish(example)
@@ -304,6 +332,55 @@ class Generation:
             status="failed" if issues else "pending",
             failure=("validation: " + "; ".join(issues)) if issues else None,
         )
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    """How far a run is, stage by stage: outputs landed, of the examples planned."""
+
+    scenario: int
+    document: int
+    response: int
+    finished: int  # pending or failed: nothing more will be made for it
+    failed: int
+    cancelled: int
+    total: int
+
+    def summary(self) -> str:
+        """e.g. "scenarios 6/6 · documents 3/6 · responses 0/6 · 1 failed"."""
+        parts = [f"{name} {getattr(self, stage)}/{self.total}" for stage, name in zip(STAGES, STAGE_NAMES, strict=True)]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.cancelled:
+            parts.append(f"{self.cancelled} cancelled")
+        return " · ".join(parts)
+
+
+STAGE_NAMES = ("scenarios", "documents", "responses")
+
+
+def stage_progress(job_id: int) -> StageProgress:
+    """Counted by the database in one query, so it can be asked after every stage of every example."""
+
+    def landed(column) -> object:
+        return func.coalesce(func.sum(case((column != "", 1), else_=0)), 0)
+
+    def with_status(*statuses: str) -> object:
+        return func.coalesce(func.sum(case((Example.status.in_(statuses), 1), else_=0)), 0)
+
+    with session_scope() as session:
+        row = session.exec(
+            select(
+                landed(Example.document_title),
+                landed(Example.document),
+                landed(Example.response),
+                with_status(*FINISHED),
+                with_status("failed"),
+                with_status("cancelled"),
+                func.count(),
+            ).where(Example.job_id == job_id)
+        ).one()
+    return StageProgress(*(int(v) for v in row))
 
 
 def progress(job_id: int) -> tuple[int, int, int]:

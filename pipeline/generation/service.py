@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import select
+from sqlmodel import func, select
 
 from pipeline import jobs
 from pipeline.db import session_scope
+from pipeline.errors import UserFacingError
 from pipeline.generation import runner
 from pipeline.generation.config import GenerationConfig, load
-from pipeline.generation.estimate import Estimate, estimate
-from pipeline.models import Example, Job
+from pipeline.generation.estimate import Estimate, estimate, stage_tokens
+from pipeline.models import Example, Job, LLMCall, utcnow
 
 
 def plan(params: dict) -> tuple[GenerationConfig, Estimate]:
@@ -45,10 +46,13 @@ class RunView:
     latest: Example | None
     failures: list[dict]
     flagged: int
+    stages: runner.StageProgress
+    eta_s: float | None  # from this run's own measured pace; None until it has one
 
 
 def view(job_id: int) -> RunView:
     job = jobs.get(job_id)
+    stages = runner.stage_progress(job_id)
     with session_scope() as session:
         examples = list(session.exec(select(Example).where(Example.job_id == job_id)))
     finished = [e for e in examples if e.status in runner.FINISHED and e.response]
@@ -66,14 +70,69 @@ def view(job_id: int) -> RunView:
         latest=latest,
         flagged=sum(bool(e.flags) for e in examples),
         failures=failures,
+        stages=stages,
+        eta_s=live_eta(job, examples),
     )
+
+
+def live_eta(job: Job, examples: list[Example]) -> float | None:
+    """Seconds left, from this attempt's measured pace: completion tokens per second since it started
+    (every stage counts, so the ETA moves while the first stage runs), times the tokens still to make:
+    each unfinished stage at this run's own average per stage, or the plan's figure before it has one."""
+    if job.status != "running" or job.started_at is None:
+        return None
+    with session_scope() as session:
+        calls = session.exec(
+            select(LLMCall.purpose, LLMCall.completion_tokens, LLMCall.at).where(
+                LLMCall.job_id == job.id,
+                LLMCall.error.is_(None),
+                LLMCall.cached == False,  # noqa: E712
+            )
+        ).all()
+    since = _naive(job.started_at)
+    made = sum(tokens for _, tokens, at in calls if _naive(at) >= since)
+    elapsed = (_naive(utcnow()) - since).total_seconds()
+    if made <= 0 or elapsed <= 0:
+        return None
+    per_stage = {}
+    params = {k: v for k, v in job.params.items() if k in GenerationConfig.model_fields}
+    planned = stage_tokens(GenerationConfig(**params), 250)
+    for stage in runner.STAGES:
+        mine = [tokens for purpose, tokens, _ in calls if purpose == f"generation:{stage}" and tokens > 0]
+        per_stage[stage] = sum(mine) / len(mine) if mine else planned[stage][1]
+    fields = {"scenario": "document_title", "document": "document", "response": "response"}
+    left = sum(
+        per_stage[stage]
+        for e in examples
+        if e.status == "generating"
+        for stage in runner.STAGES
+        if not getattr(e, fields[stage])
+    )
+    return left / (made / elapsed)
+
+
+def _naive(moment):
+    return moment.replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def cancelled_count(job_id: int) -> int:
+    """Examples a stopped run left unfinished."""
+    with session_scope() as session:
+        query = select(func.count()).select_from(Example).where(Example.job_id == job_id, Example.status == "cancelled")
+        return session.exec(query).one()
+
+
+def delete_cancelled(job_id: int) -> int:
+    """Delete them (a resume would plan them afresh); a run being made is left alone. Returns how many."""
+    if jobs.get(job_id).status in jobs.ACTIVE:
+        raise UserFacingError(f"Run {job_id} is still running; stop it first.")
+    return runner.delete_cancelled(job_id)
 
 
 def import_transcripts(
     persona_id: int, files: list[tuple[str, bytes]], speaker: str | None = None, extract_models: list[str] | None = None
 ) -> list[dict]:
     """Import each file's pairs; one file's problem is reported and the others still go in."""
-    from pipeline.errors import UserFacingError
     from pipeline.generation import transcripts
 
     report = []

@@ -2,7 +2,9 @@
 
 An edit keeps the original (the first version is never lost) and records who changed what, when;
 those edits become preference pairs. A failed example (generation gave up on it) cannot be
-accepted or starred: it has nothing worth training on until it is regenerated.
+accepted or starred: it has nothing worth training on until it is regenerated. An example a run is
+still making ("generating") or left unfinished when it stopped ("cancelled") takes no review action at
+all, so a reviewer's decision is never overwritten by generation.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pipeline.datasets import tokens
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import validate
-from pipeline.models import Example, ExampleEdit
+from pipeline.models import UNFINISHED, Example, ExampleEdit
 
 STATUSES = ("pending", "accepted", "rejected")
 
@@ -32,6 +34,16 @@ def edits(example_id: int) -> list[ExampleEdit]:
         return list(session.exec(query).all())
 
 
+def _not_in_the_making(example: Example) -> None:
+    if example.status == "generating":
+        raise UserFacingError(f"Example {example.id} is still being generated; review it once its run has finished it.")
+    if example.status == "cancelled":
+        raise UserFacingError(
+            f"Example {example.id} was left unfinished when its run stopped; resume the run to finish it, "
+            "or delete the run's cancelled examples."
+        )
+
+
 def _usable(example: Example, what: str) -> None:
     if example.status == "failed":
         raise UserFacingError(
@@ -40,7 +52,8 @@ def _usable(example: Example, what: str) -> None:
 
 
 def bulk(ids: list[int], action: str) -> dict[str, int]:
-    """accept | reject | reset | star | unstar on many examples: {"changed", "skipped"} (failed ones)."""
+    """accept | reject | reset | star | unstar on many examples: {"changed", "skipped"} (failed ones,
+    and unfinished ones: still generating or cancelled)."""
     changes = {
         "accept": {"status": "accepted"},
         "reject": {"status": "rejected"},
@@ -53,7 +66,8 @@ def bulk(ids: list[int], action: str) -> dict[str, int]:
     changed = skipped = 0
     with session_scope() as session:
         for example in session.exec(select(Example).where(Example.id.in_(ids))).all():
-            if example.status == "failed" and action in ("accept", "star", "reset"):
+            unfinished = example.status in UNFINISHED
+            if unfinished or (example.status == "failed" and action in ("accept", "star", "reset")):
                 skipped += 1
                 continue
             for key, value in changes[action].items():
@@ -113,6 +127,8 @@ def _update(example_id: int, what: str, **values) -> Example:
         example = session.get(Example, example_id)
         if example is None:
             raise UserFacingError(f"Example {example_id} does not exist (deleted?).")
+        if what:
+            _not_in_the_making(example)
         if what and (values.get("gold_star") or values.get("status") == "accepted" or "rating" in values):
             _usable(example, what)
         for key, value in values.items():
@@ -134,6 +150,7 @@ def edit_response(example_id: int, text: str, editor: str = "") -> Example:
         example = session.get(Example, example_id)
         if example is None:
             raise UserFacingError(f"Example {example_id} does not exist (deleted?).")
+        _not_in_the_making(example)
         if text == example.response.strip():
             return example
         session.add(ExampleEdit(example_id=example_id, editor=editor, before=example.response, after=text))

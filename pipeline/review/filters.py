@@ -15,7 +15,8 @@ from sqlmodel import func, select
 from pipeline.db import session_scope
 from pipeline.models import Example, Persona
 
-REVIEWABLE = ("pending", "accepted", "rejected", "failed")
+REVIEWABLE = ("pending", "accepted", "rejected", "failed")  # what "every status" means: finished work
+CHOOSABLE = (*REVIEWABLE, "cancelled")  # a stopped run's unfinished examples, shown only when asked for
 TABLE_COLUMNS = (
     Example.id,
     Example.persona_id,

@@ -21,6 +21,10 @@ KIND = {"local": "train_local", "together": "train_together", "openai": "train_o
 # the embedded model on this project's 2-core reference machine (bench/train_throughput.py);
 # replaced by what earlier local jobs measured as soon as there are any
 DEFAULT_LOCAL_TOKENS_PER_S = 200.0
+# loading the model and data before the first step, evaluating and saving after the last: a run of
+# 600 tokens estimated at 3 s took 1 min 52 s. Replaced by what earlier local jobs took, once measured.
+DEFAULT_LOCAL_OVERHEAD_S = 110.0
+CONFIRM_OVER_S = 3600.0  # a run this long asks to be confirmed before it starts
 
 
 @dataclass
@@ -35,6 +39,11 @@ class Plan:
     seconds: float | None
     problems: list[str] = field(default_factory=list)  # each stops a launch
     notes: list[str] = field(default_factory=list)
+    rough: bool = False  # no earlier local training measured on this machine: the time is a first guess
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return (self.seconds or 0) > CONFIRM_OVER_S
 
     @property
     def eligible(self) -> bool:
@@ -76,9 +85,58 @@ def plan(config: TrainingConfig) -> Plan:
     tokens = report.token_stats.get("total", 0)
     billed = row["billed_tokens"] if row else tokens * config.epochs
     cost = row["cost_usd"] if row and price_known else None
-    seconds = billed / local_tokens_per_s(base) if config.backend == "local" else None
+    seconds, rough = None, False
+    if config.backend == "local":
+        speed = local_speed(base)
+        seconds, rough = speed.overhead_s + billed / speed.tokens_per_s, not speed.measured
     return Plan(
-        config, report.valid, dataset.counts.get("validation", 0), pairs, tokens, billed, cost, seconds, problems, notes
+        config,
+        report.valid,
+        dataset.counts.get("validation", 0),
+        pairs,
+        tokens,
+        billed,
+        cost,
+        seconds,
+        problems,
+        notes,
+        rough,
+    )
+
+
+@dataclass
+class LocalSpeed:
+    tokens_per_s: float
+    overhead_s: float  # before the first step and after the last
+    measured: bool
+
+
+def local_speed(base_model: str) -> LocalSpeed:
+    """What the last five local trainings of this base measured on this machine (medians): tokens/s
+    while training, and the time around it (start to first logged step, last to the end); else the
+    reference figures."""
+    with session_scope() as session:
+        done = [
+            j
+            for j in session.exec(select(Job).where(Job.kind == "train_local", Job.status == "succeeded")).all()
+            if j.params.get("config", {}).get("base_model") in (base_model, "")
+        ][-5:]
+        metrics = session.exec(
+            select(TrainingMetric.job_id, TrainingMetric.tokens_per_s, TrainingMetric.at)
+            .where(TrainingMetric.job_id.in_([j.id for j in done]))
+            .order_by(TrainingMetric.step)
+        ).all()
+    speeds = [speed for _, speed, _ in metrics if speed]
+    overheads = []
+    for job in done:
+        times = [_naive(at) for job_id, _, at in metrics if job_id == job.id]
+        if times and job.started_at and job.finished_at:
+            around = (min(times) - _naive(job.started_at)) + (_naive(job.finished_at) - max(times))
+            overheads.append(max(around.total_seconds(), 0.0))
+    return LocalSpeed(
+        statistics.median(speeds) if speeds else DEFAULT_LOCAL_TOKENS_PER_S,
+        statistics.median(overheads) if overheads else DEFAULT_LOCAL_OVERHEAD_S,
+        bool(speeds),
     )
 
 
@@ -89,18 +147,11 @@ def missing_key(backend: str) -> str | None:
 
 def local_tokens_per_s(base_model: str) -> float:
     """What earlier local trainings of this base measured (median), else the reference figure."""
-    with session_scope() as session:
-        job_ids = [
-            j.id
-            for j in session.exec(select(Job).where(Job.kind == "train_local", Job.status == "succeeded")).all()
-            if j.params.get("config", {}).get("base_model") in (base_model, "")
-        ][-5:]
-        speeds = session.exec(
-            select(TrainingMetric.tokens_per_s).where(
-                TrainingMetric.job_id.in_(job_ids), TrainingMetric.tokens_per_s.is_not(None)
-            )
-        ).all()
-    return statistics.median(speeds) if speeds else DEFAULT_LOCAL_TOKENS_PER_S
+    return local_speed(base_model).tokens_per_s
+
+
+def _naive(moment):
+    return moment.replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def prepare(config: TrainingConfig) -> Path:
