@@ -28,7 +28,9 @@ advice = catalog.recommended_for_generation()  # the largest Ollama model when a
 with st.container(border=True):
     left, right = st.columns(2)
     persona_name = pick_persona([p.name for p in persona_list], key="gen_persona", where=left)
-    examples = right.number_input("How many examples", min_value=1, max_value=10_000, value=10, step=5)
+    examples = right.number_input(
+        "How many examples", min_value=1, max_value=10_000, value=10, step=5, key="gen_examples"
+    )
     types = st.multiselect("Document types", DOCUMENT_TYPES, default=DOCUMENT_TYPES)
     st.markdown("**Models for each step**, first choice first; the next is tried if one fails.")
     if advice.model == settings.EMBEDDED_MODEL:

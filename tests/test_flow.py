@@ -104,3 +104,12 @@ def test_a_pages_settings_are_kept_after_a_visit_to_another_page():
     assert not at.exception and not at.warning  # no "set via the Session State API" warnings either
     assert at.selectbox(key="review_star").value == "Starred"
     assert "rejected" in at.multiselect(key="review_status").value
+
+
+def test_generates_count_is_kept_after_a_visit_to_another_page():
+    at = open_app("pages/generate.py")
+    at.number_input(key="gen_examples").set_value(4).run()
+    at.switch_page("pages/review.py").run()
+    at.switch_page("pages/generate.py").run()
+    assert not at.exception
+    assert at.number_input(key="gen_examples").value == 4
