@@ -25,7 +25,9 @@ from tests.test_generation import config_for, persona, server  # noqa: F401 - fi
 from tests.test_training import dataset, tiny_config  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
-STALE = {"STUDIO_HEARTBEAT_TIMEOUT_S": "3"}  # a killed job's last heartbeat goes stale in 3 s, not 30
+# a killed job's last heartbeat goes stale in 8 s, not 30 (and a live one, beating every 2 s, never does,
+# even on a loaded machine)
+STALE = {"STUDIO_HEARTBEAT_TIMEOUT_S": "8"}
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ def kill_when(job_id: int, ready, what: str):
     failed = wait_for(lambda: finished(job_id), 10, "the killed job to be marked failed")
     assert failed.status == "failed"
     assert failed.error == "process exited without finishing (killed by SIGKILL)"
-    time.sleep(4)  # its last heartbeat is now older than the monitor's timeout
+    time.sleep(9)  # its last heartbeat is now older than the monitor's timeout
     return failed
 
 
