@@ -17,7 +17,7 @@ cols[1].metric("Gold stars", counts["gold_stars"])
 cols[2].metric("Running jobs", counts["running_jobs"])
 cols[3].metric("Deployed models", counts["deployed_models"])
 cols[4].metric("Spend", f"${counts['spend_usd']:.4f}")
-st.info(f"**Last evaluation:** {counts['last_evaluation']}")
+st.info(f"**Last evaluation:** {overview.evaluation_headline(counts['last_evaluation_id'])}")
 
 st.subheader("Where to start")
 st.page_link("pages/personas.py", label=f"Personas ({counts['personas']}): write a system prompt and traits", icon="🎭")

@@ -269,9 +269,29 @@ def _megabytes(value: int | None):
     return round(value / 1e6, 1) if value is not None else None
 
 
+def live_quality(figures: dict) -> dict:
+    """The Leaderboard's own figures for the contestant the stored quality names, read now (cached).
+
+    The stored figures are a snapshot from when the evaluation ended; votes cast later, or a minimum the
+    run does not reach, change what the Leaderboard shows, and Models shows the same figure. {} without a run.
+    """
+    job_id, name = figures.get("evaluation_job"), figures.get("contestant")
+    if job_id is None or not name:
+        return {}
+    from pipeline.evaluation import leaderboard  # numpy and pandas: only when a model was evaluated
+
+    try:
+        return leaderboard.board(job_id).figures_for(name)
+    except UserFacingError:  # the run was deleted
+        return {}
+
+
 def summary(entry: ModelEntry) -> dict:
     """One flat row per model for the Models table; None where a figure is not known (yet)."""
     mode, figures = quality(entry)
+    live = live_quality(figures)
+    if live:
+        figures = {**figures, **{k: live[k] for k in ("rating", "lower", "upper", "win_rate_vs_base")}}
     lower, upper = figures.get("lower"), figures.get("upper")
     traits = [v for v in (figures.get("trait_scores") or {}).values() if isinstance(v, int | float)]
     win = figures.get("win_rate_vs_base")
@@ -290,6 +310,9 @@ def summary(entry: ModelEntry) -> dict:
         "rating ±": _round((upper - lower) / 2) if lower is not None and upper is not None else None,
         "rated as": mode,
         "win rate vs base": _round(win, 3),
+        "rating (95%)": live.get("rating_text"),
+        "beats base": live.get("win_text"),
+        "rated from": live.get("basis"),
         "mean trait score": _round(statistics.fmean(traits), 2) if traits else None,
         "consistency": _round(figures.get("consistency"), 2),
         "gold-star rate": _round(gold_star_rate(entry), 3),
@@ -309,7 +332,8 @@ def summary(entry: ModelEntry) -> dict:
 
 
 # the Models table's first view; the rest is one click away
-HEADLINE = ["name", "persona", "backend", "status", "rating", "rating ±", "win rate vs base", "mean trait score",
+# (the rating and win rate as the Leaderboard words them, and what they rest on: the same cached board)
+HEADLINE = ["name", "persona", "backend", "status", "rating (95%)", "beats base", "rated from", "mean trait score",
             "tokens/s", "p50 ms", "disk MB", "val loss", "created"]  # fmt: skip
 
 # what the Models page's comparison draws, one small chart each
