@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline.errors import UserFacingError
-from pipeline.evaluation import charts, judge, leaderboard, report, results, service
+from pipeline.evaluation import judge, leaderboard, report, results, service
 
 st.title("Leaderboard")
 st.caption(
@@ -69,7 +69,7 @@ else:
     if disagreement:
         st.info(disagreement)
     st.plotly_chart(
-        charts.ratings_chart(board.overall, f"Ratings, with 95% intervals, {board.basis}"),
+        board.figure("ratings"),
         width="stretch",
         key="board_ratings",
     )
@@ -86,20 +86,20 @@ tabs = st.tabs(
 )
 with tabs[0]:
     st.plotly_chart(
-        charts.matrix_chart(leaderboard.matrix(board.outcomes, names), names, "Row against column"),
+        board.figure("matrix"),
         width="stretch",
         key="board_matrix",
     )
 with tabs[1]:
     if board.by_trait and board.state == "rated":
         st.plotly_chart(
-            charts.grouped_ratings_chart(board.by_trait, "Ratings per trait", "trait"),
+            board.figure("traits"),
             width="stretch",
             key="board_traits",
         )
     if not board.trait_scores.empty:
         st.plotly_chart(
-            charts.trait_scores_chart(board.trait_scores, "Trait scores (LLM judge, 1–5, 95% interval)"),
+            board.figure("scores"),
             width="stretch",
             key="board_scores",
         )
@@ -111,7 +111,7 @@ with tabs[2]:
         st.info(leaderboard.not_enough(board.fewest[1], board.min_battles).capitalize() + ": no ratings per group.")
     elif board.by_group:
         st.plotly_chart(
-            charts.grouped_ratings_chart(board.by_group, "Ratings per prompt group", "prompt group"),
+            board.figure("groups"),
             width="stretch",
             key="board_groups",
         )
@@ -124,12 +124,7 @@ with tabs[3]:
         st.info(leaderboard.not_enough(board.fewest[1], board.min_battles).capitalize() + ": no length view.")
     elif board.length_controlled:
         st.plotly_chart(
-            charts.length_chart(
-                board.overall,
-                board.length_controlled,
-                report.mean_lengths(board),
-                "Ratings with and without a response-length control",
-            ),
+            board.figure("length"),
             width="stretch",
             key="board_length",
         )
@@ -160,7 +155,7 @@ with tabs[4]:
         st.warning(warning)
 with tabs[5]:
     if board.likelihood:
-        st.plotly_chart(charts.likelihood_chart(board.likelihood), width="stretch", key="board_likelihood")
+        st.plotly_chart(board.figure("likelihood"), width="stretch", key="board_likelihood")
         st.caption("Offline measure: how likely each contestant finds the held-out gold replies (local models only).")
         if board.disagreement():
             st.info(board.disagreement())

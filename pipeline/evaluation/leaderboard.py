@@ -73,6 +73,38 @@ class Board:
     likelihood: list[dict] = field(default_factory=list)
     health: dict = field(default_factory=dict)
     min_battles: int = DEFAULT_MIN_BATTLES
+    _figures: dict = field(default_factory=dict, repr=False)
+
+    def figure(self, kind: str):
+        """One of the Leaderboard's charts, built once per board: a cached board's rerun reuses them
+        (building the six plotly figures took more time than everything else on a cached rerun).
+
+        kind: ratings, matrix, traits, scores, groups, length or likelihood.
+        """
+        if kind not in self._figures:
+            from pipeline.evaluation import charts, report
+
+            names = self.overall.contestants if self.state == "rated" else list(self.per_contestant)
+            makers = {
+                "ratings": lambda: charts.ratings_chart(self.overall, f"Ratings, with 95% intervals, {self.basis}"),
+                "matrix": lambda: charts.matrix_chart(matrix(self.outcomes, names), names, "Row against column"),
+                "traits": lambda: charts.grouped_ratings_chart(self.by_trait, "Ratings per trait", "trait"),
+                "scores": lambda: charts.trait_scores_chart(
+                    self.trait_scores, "Trait scores (LLM judge, 1–5, 95% interval)"
+                ),
+                "groups": lambda: charts.grouped_ratings_chart(
+                    self.by_group, "Ratings per prompt group", "prompt group"
+                ),
+                "length": lambda: charts.length_chart(
+                    self.overall,
+                    self.length_controlled,
+                    report.mean_lengths(self),
+                    "Ratings with and without a response-length control",
+                ),
+                "likelihood": lambda: charts.likelihood_chart(self.likelihood),
+            }
+            self._figures[kind] = makers[kind]()
+        return self._figures[kind]
 
     @property
     def battles(self) -> int:
