@@ -141,7 +141,7 @@ def runs_table() -> None:
     if not runs:
         st.info("No evaluations yet.")
         return
-    spent = jobs.costs([job.id for job in runs])
+    spent = board.costs([job.id for job in runs])  # cached until a call is recorded
     table = pd.DataFrame(
         [
             {

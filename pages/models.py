@@ -23,7 +23,7 @@ scope = st.selectbox("Persona", ["(all)", *by_name], key="models_persona")
 persona = by_name.get(scope)
 
 entries = lifecycle.list_models(persona.id if persona else None)
-rows = [figures.summary(entry) for entry in entries]
+rows = figures.summaries(entries)  # cached: rebuilt when a model, its evaluation or its playground use changes
 table = pd.DataFrame(rows)
 st.dataframe(table[[c for c in figures.HEADLINE if c in table.columns]], hide_index=True, width="stretch")
 with st.expander("Every figure"):

@@ -138,17 +138,25 @@ def test_a_new_battle_shows_on_the_next_rerun_through_the_cache(arena):  # noqa:
     persona_id, dataset = seed()
     job = service.start(plan_llm(persona_id, dataset, max_battles=3))
     run_here(job)
+    with session_scope() as session:
+        session.add(ModelEntry(name="warm-ft", reference="warm", backend="openai", metrics={"quality": {"plain": {
+            "evaluation_job": job.id, "contestant": "warm"}}}))  # fmt: skip
     at = open_app("pages/leaderboard.py")
+    models = open_app("pages/models.py")
+    evaluate = open_app("pages/evaluate.py")
     assert metrics(at)["Rated battles"] == "3"
     assert leaderboard.board(job.id) is leaderboard.board(job.id)  # a rerun with nothing new reads the cache
     for voter in ("ana", "ben"):
         service.vote(service.next_match(job.id, voter), "A", voter)
-    at.run()
-    assert not at.exception
+    for page in (at, models, evaluate):
+        page.run()
+        assert not page.exception
     assert metrics(at)["Rated battles"] == "5" and metrics(at)["Human votes"] == "2"
-    evaluate = open_app("pages/evaluate.py")
     table = next(d.value for d in evaluate.dataframe if "run" in d.value.columns)
     assert table[table["run"] == job.id]["battles"].iloc[0] == 5
+    row = models.dataframe[0].value.set_index("name").loc["warm-ft"]
+    assert row["rated from"] == "from 5 battles (the judge and human votes)"
+    assert row["rating (95%)"] == "not enough battles yet (5 of 30)"
 
 
 def test_a_training_run_with_one_logged_step_draws_a_point_on_a_readable_scale():

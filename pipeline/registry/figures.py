@@ -12,6 +12,7 @@ import json
 import math
 import statistics
 import struct
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -329,6 +330,58 @@ def summary(entry: ModelEntry) -> dict:
         "examples": trained.get("examples"),
         "job": entry.job_id,
     }
+
+
+# --- cached reads ------------------------------------------------------------------------------
+#
+# A model's row reads its folder (sizes, safetensors headers), its training metrics, its playground
+# replies and the evaluation's board. The row is kept until one of those changes: the key holds the
+# entry's own fields (status, metrics: a deploy or a measured performance changes them), the counts behind
+# the gold-star rate, and the version of the evaluation run its quality comes from (new battles or votes).
+
+_summaries: dict[tuple, dict] = {}
+_summaries_lock = threading.Lock()
+
+
+def _playground_version() -> tuple:
+    with session_scope() as session:
+        calls = session.exec(
+            select(func.count(LLMCall.id), func.max(LLMCall.id)).where(LLMCall.purpose == "playground")
+        ).one()
+        starred = session.exec(
+            select(func.count(Example.id), func.max(Example.id)).where(Example.source == "playground")
+        ).one()
+    return (*calls, *starred)
+
+
+def summary_key(entry: ModelEntry, playground: tuple, boards: dict[int, tuple]) -> tuple:
+    job_id = (quality(entry)[1] or {}).get("evaluation_job")
+    return (entry.id, entry.name, entry.status, entry.persona_id, entry.job_id, entry.dataset_id,
+            json.dumps(entry.metrics or {}, sort_keys=True, default=str), playground, boards.get(job_id))  # fmt: skip
+
+
+def summaries(entries: list[ModelEntry]) -> list[dict]:
+    """`summary` of each entry, read through a cache (see above); what the Models page shows."""
+    from pipeline.evaluation import leaderboard
+
+    if not leaderboard.caching():
+        return [summary(entry) for entry in entries]
+    playground = _playground_version()
+    jobs = {(quality(e)[1] or {}).get("evaluation_job") for e in entries} - {None}
+    boards = {job_id: leaderboard.version(job_id) for job_id in jobs}
+    rows = []
+    for entry in entries:
+        key = summary_key(entry, playground, boards)
+        with _summaries_lock:
+            row = _summaries.get(key)
+        if row is None:
+            row = summary(entry)
+            with _summaries_lock:
+                if len(_summaries) > 500:
+                    _summaries.clear()
+                _summaries[key] = row
+        rows.append(dict(row))
+    return rows
 
 
 # the Models table's first view; the rest is one click away
