@@ -174,3 +174,23 @@ def test_a_training_run_with_one_logged_step_draws_a_point_on_a_readable_scale()
     assert layout["yaxis"]["range"] == [1.25, 3.75]  # loss 2.5 mid-axis
     assert layout["yaxis2"]["range"] == [0, 1]  # a learning rate of 0: not -1..1
     assert layout["yaxis3"]["range"] == [60, 180]  # 120 tokens/s mid-axis
+
+
+def test_compare_leaves_out_figures_that_are_zero_for_every_model_and_says_so():
+    from pipeline import personas
+    from tests.test_registry import add_model
+
+    personas.seed_samples()
+    add_model("collab-ft", personas.get_persona("collaborative").id)
+    at = open_app("pages/models.py")
+    assert not at.exception
+    assert at.multiselect(key="models_compare").value == ["smollm2-135m-instruct", "collab-ft"]
+    # both are local: $0 per 1M tokens each, which drew a chart of two invisible bars
+    assert any("Not drawn, 0 for every model picked: $ per 1M output tokens." in c.value for c in at.caption)
+    [chart] = at.get("plotly_chart")
+    titles = [a["text"] for a in json.loads(chart.proto.spec)["layout"]["annotations"]]
+    assert "$ per 1M output tokens" not in titles and "Size on disk (MB)" in titles
+    drawn: dict[str, list] = {}
+    for trace in json.loads(chart.proto.spec)["data"]:
+        drawn.setdefault(trace.get("xaxis", "x"), []).extend(trace["y"])
+    assert all(any(drawn_values) for drawn_values in drawn.values()), drawn  # no small chart is empty or all zero
