@@ -194,3 +194,28 @@ def test_compare_leaves_out_figures_that_are_zero_for_every_model_and_says_so():
     for trace in json.loads(chart.proto.spec)["data"]:
         drawn.setdefault(trace.get("xaxis", "x"), []).extend(trace["y"])
     assert all(any(drawn_values) for drawn_values in drawn.values()), drawn  # no small chart is empty or all zero
+
+
+def test_the_leaderboard_says_in_words_when_persona_likelihood_ranks_the_contestants_otherwise():
+    from pipeline.jobs import runfolder
+
+    job_id = seeded_run({(TUNED, BASE): mixed(40, 0.8)})  # the judge: the fine-tuned model well ahead
+    folder = runfolder.run_dir(job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"contestant": BASE, "mean": -3.4, "lower": -3.5, "upper": -3.3, "examples": 4, "tokens": 200},
+        {"contestant": TUNED, "mean": -3.9, "lower": -4.0, "upper": -3.8, "examples": 4, "tokens": 200},
+    ]
+    (folder / "likelihood.json").write_text(json.dumps(rows))
+    at = open_app("pages/leaderboard.py")
+    assert not at.exception
+    said = [i.value for i in at.info if "rank the contestants differently" in i.value]
+    assert said, [i.value for i in at.info]
+    assert f"the judge puts {TUNED} first" in said[0] and f"persona likelihood puts {BASE} first" in said[0]
+    assert "They measure different things" in said[0]
+
+    rows.reverse()
+    rows[0]["mean"], rows[1]["mean"] = -3.2, -3.9  # now both put the fine-tuned model first
+    (folder / "likelihood.json").write_text(json.dumps(rows))
+    at.run()
+    assert not any("rank the contestants differently" in i.value for i in at.info)

@@ -287,10 +287,15 @@ def live_quality(figures: dict) -> dict:
         return {}
 
 
-def summary(entry: ModelEntry) -> dict:
-    """One flat row per model for the Models table; None where a figure is not known (yet)."""
+def summary(entry: ModelEntry, live: bool = False) -> dict:
+    """One flat row per model for the Models table; None where a figure is not known (yet).
+
+    live: the quality figures as the Leaderboard shows them now (`live_quality`; what the Models page
+    shows), else the snapshot stored when the evaluation ended. The command line keeps the snapshot: the
+    evaluation package imports the LLM gateway (litellm, seconds), which `models list` never loads.
+    """
     mode, figures = quality(entry)
-    live = live_quality(figures)
+    live = live_quality(figures) if live else {}
     if live:
         figures = {**figures, **{k: live[k] for k in ("rating", "lower", "upper", "win_rate_vs_base")}}
     lower, upper = figures.get("lower"), figures.get("upper")
@@ -365,7 +370,7 @@ def summaries(entries: list[ModelEntry]) -> list[dict]:
     from pipeline.evaluation import leaderboard
 
     if not leaderboard.caching():
-        return [summary(entry) for entry in entries]
+        return [summary(entry, live=True) for entry in entries]
     playground = _playground_version()
     jobs = {(quality(e)[1] or {}).get("evaluation_job") for e in entries} - {None}
     boards = {job_id: leaderboard.version(job_id) for job_id in jobs}
@@ -375,7 +380,7 @@ def summaries(entries: list[ModelEntry]) -> list[dict]:
         with _summaries_lock:
             row = _summaries.get(key)
         if row is None:
-            row = summary(entry)
+            row = summary(entry, live=True)
             with _summaries_lock:
                 if len(_summaries) > 500:
                     _summaries.clear()
