@@ -8,7 +8,7 @@ import streamlit as st
 from pipeline import jobs, personas
 from pipeline.datasets import build
 from pipeline.errors import UserFacingError
-from pipeline.evaluation import contestants, prompts, service
+from pipeline.evaluation import contestants, leaderboard, prompts, service
 from pipeline.jobs import board
 from pipeline.llm import embedded
 
@@ -141,7 +141,7 @@ def runs_table() -> None:
     if not runs:
         st.info("No evaluations yet.")
         return
-    spent = jobs.costs([job.id for job in runs])
+    spent = board.costs([job.id for job in runs])  # cached until a call is recorded
     table = pd.DataFrame(
         [
             {
@@ -150,6 +150,7 @@ def runs_table() -> None:
                 "status": board.badge(job),
                 "progress": (job.progress_done / job.progress_total) if job.progress_total else 0.0,
                 "done": f"{job.progress_done} of {job.progress_total} {job.progress_unit}",
+                "battles": leaderboard.counted(job.id),  # as the Leaderboard counts them (judge and votes)
                 "now": job.message,
                 "cost so far": spent.get(job.id, 0.0),
                 "error": job.error or "",

@@ -17,7 +17,7 @@ cols[1].metric("Gold stars", counts["gold_stars"])
 cols[2].metric("Running jobs", counts["running_jobs"])
 cols[3].metric("Deployed models", counts["deployed_models"])
 cols[4].metric("Spend", f"${counts['spend_usd']:.4f}")
-st.info(f"**Last evaluation:** {counts['last_evaluation']}")
+st.info(f"**Last evaluation:** {overview.evaluation_headline(counts['last_evaluation_id'])}")
 
 persona_list = personas.list_personas()
 if not persona_list:

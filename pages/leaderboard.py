@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline.errors import UserFacingError
-from pipeline.evaluation import charts, judge, leaderboard, report, results, service
+from pipeline.evaluation import judge, leaderboard, report, results, service
 
 st.title("Leaderboard")
 st.caption(
@@ -30,7 +30,7 @@ source = b.radio(
 )
 
 try:
-    board = leaderboard.build(run_id, source)
+    board = leaderboard.board(run_id, source)  # cached: rebuilt only when the run's battles or votes change
 except UserFacingError as exc:
     st.error(str(exc))
     st.stop()
@@ -38,55 +38,80 @@ except UserFacingError as exc:
 (st.warning if board.offline else st.info)(board.judge_label)
 counts = board.counts()
 cols = st.columns(4)
-cols[0].metric("Rated battles", counts["rated"])
+cols[0].metric(
+    "Rated battles",
+    board.battles,
+    help="A battle is one judged comparison of two contestants on one prompt (an LLM judge's two orders are "
+    "one battle; each human vote is one). Evaluate, Home and Models count the same.",
+)
 cols[1].metric("Missing (no reply)", counts.get("missing", 0), help="A contestant failed on the prompt: not a loss.")
 cols[2].metric("No verdict", counts.get("unparsed", 0), help="The judge gave no verdict, twice: not a tie.")
 cols[3].metric("Human votes", service.votes(run_id))
 
-if board.overall is None:
+if board.state == "empty":
     st.info(
         "Not enough rated battles for ratings yet" + (" from people: vote in the Arena." if source == "human" else ".")
     )
     st.stop()
 
-for line in board.statements():
-    st.markdown(f"- {line}")
-left, right = st.columns([3, 2])
-left.plotly_chart(
-    charts.ratings_chart(board.overall, "Ratings, with 95% intervals"), width="stretch", key="board_ratings"
+st.caption(f"Ratings {board.basis}; each contestant needs {board.min_battles} battles before it gets a rating.")
+if board.state == "too_few":
+    name, fewest = board.fewest
+    st.warning(
+        f"Ratings: {leaderboard.not_enough(fewest, board.min_battles)} for {name}. With so few battles a rating "
+        "and its interval say nothing yet (three unanimous battles bootstrap to a huge rating with a zero-width "
+        "interval), so none is shown: run more battles on the Evaluate page or vote in the Arena."
+    )
+else:
+    for line in board.statements():
+        st.markdown(f"- {line}")
+    disagreement = board.disagreement()
+    if disagreement:
+        st.info(disagreement)
+    st.plotly_chart(
+        board.figure("ratings"),
+        width="stretch",
+        key="board_ratings",
+    )
+st.dataframe(
+    pd.DataFrame(board.rows()),
+    hide_index=True,
+    width="stretch",
+    column_config={"contestant": st.column_config.TextColumn("contestant", width="medium")},
 )
-right.dataframe(pd.DataFrame(board.overall.table()), hide_index=True, width="stretch")
 
-names = board.overall.contestants
+names = board.overall.contestants if board.state == "rated" else list(board.per_contestant)
 tabs = st.tabs(
     ["Wins and losses", "Traits", "Prompt groups", "Length", "Judge health", "Persona likelihood", "Battles", "Reports"]
 )
 with tabs[0]:
     st.plotly_chart(
-        charts.matrix_chart(leaderboard.matrix(board.outcomes, names), names, "Row against column"),
+        board.figure("matrix"),
         width="stretch",
         key="board_matrix",
     )
 with tabs[1]:
-    if board.by_trait:
+    if board.by_trait and board.state == "rated":
         st.plotly_chart(
-            charts.grouped_ratings_chart(board.by_trait, "Ratings per trait", "trait"),
+            board.figure("traits"),
             width="stretch",
             key="board_traits",
         )
     if not board.trait_scores.empty:
         st.plotly_chart(
-            charts.trait_scores_chart(board.trait_scores, "Trait scores (LLM judge, 1–5, 95% interval)"),
+            board.figure("scores"),
             width="stretch",
             key="board_scores",
         )
         st.dataframe(board.trait_scores.round(2), hide_index=True, width="stretch")
-    if not board.by_trait and board.trait_scores.empty:
+    if (not board.by_trait or board.state != "rated") and board.trait_scores.empty:
         st.info("Per-trait ratings and scores come from an LLM judge; this run had none.")
 with tabs[2]:
-    if board.by_group:
+    if board.state != "rated":
+        st.info(leaderboard.not_enough(board.fewest[1], board.min_battles).capitalize() + ": no ratings per group.")
+    elif board.by_group:
         st.plotly_chart(
-            charts.grouped_ratings_chart(board.by_group, "Ratings per prompt group", "prompt group"),
+            board.figure("groups"),
             width="stretch",
             key="board_groups",
         )
@@ -95,14 +120,11 @@ with tabs[2]:
             "is in the weights, not only in the prompt."
         )
 with tabs[3]:
-    if board.length_controlled:
+    if board.state != "rated":
+        st.info(leaderboard.not_enough(board.fewest[1], board.min_battles).capitalize() + ": no length view.")
+    elif board.length_controlled:
         st.plotly_chart(
-            charts.length_chart(
-                board.overall,
-                board.length_controlled,
-                report.mean_lengths(board),
-                "Ratings with and without a response-length control",
-            ),
+            board.figure("length"),
             width="stretch",
             key="board_length",
         )
@@ -133,8 +155,10 @@ with tabs[4]:
         st.warning(warning)
 with tabs[5]:
     if board.likelihood:
-        st.plotly_chart(charts.likelihood_chart(board.likelihood), width="stretch", key="board_likelihood")
+        st.plotly_chart(board.figure("likelihood"), width="stretch", key="board_likelihood")
         st.caption("Offline measure: how likely each contestant finds the held-out gold replies (local models only).")
+        if board.disagreement():
+            st.info(board.disagreement())
     else:
         st.info("Persona likelihood is measured for local models on held-out prompts with gold replies.")
 with tabs[6]:

@@ -23,7 +23,7 @@ scope = st.selectbox("Persona", ["(all)", *by_name], key="models_persona")
 persona = by_name.get(scope)
 
 entries = lifecycle.list_models(persona.id if persona else None)
-rows = [figures.summary(entry) for entry in entries]
+rows = figures.summaries(entries)  # cached: rebuilt when a model, its evaluation or its playground use changes
 table = pd.DataFrame(rows)
 st.dataframe(table[[c for c in figures.HEADLINE if c in table.columns]], hide_index=True, width="stretch")
 with st.expander("Every figure"):
@@ -65,11 +65,19 @@ with tabs[0]:
 with tabs[1]:
     picked = st.multiselect("Compare two or three models", names, max_selections=3, key="models_compare",
                             default=names[:2] if len(names) >= 2 else names)  # fmt: skip
-    figure = charts.model_comparison([r for r in rows if r["name"] in picked], figures.COMPARED)
+    compared = [r for r in rows if r["name"] in picked]
+    figure = charts.model_comparison(compared, figures.COMPARED)
     if figure is None:
         st.info("Pick two or three models that have figures (run an evaluation or measure performance first).")
     else:
         st.plotly_chart(figure, width="stretch", key="models_compare_chart")
+    left_out = charts.comparison_left_out(compared, figures.COMPARED)
+    if len(compared) >= 2 and left_out:
+        st.caption("Not drawn, 0 for every model picked: " + ", ".join(left_out) + ".")
+    st.caption(
+        "Rating and win rate are drawn only for models with enough battles, as on the Leaderboard; "
+        "a model without one is missing from those charts."
+    )
 
 with tabs[2]:
     serving = None

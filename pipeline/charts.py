@@ -49,7 +49,37 @@ def training_curves(metrics: list[dict]) -> go.Figure | None:
                 col=col,
             )
     fig.update_xaxes(title_text="step")
+    steps = frame["step"].dropna()
+    if steps.nunique() == 1:  # one logged step: plotly would centre it on an unlabelled -1..1 span
+        step = float(steps.iloc[0])
+        fig.update_xaxes(range=[step - 1, step + 1], dtick=1)
+    for column, _ in CURVES:
+        if column in frame and frame[column].notna().any():
+            low, high = fitted_range(frame[column].dropna().astype(float).tolist())
+            row, col = placement[column]
+            if low is not None:
+                fig.update_yaxes(range=[low, high], row=row, col=col)
+    fig.update_yaxes(exponentformat="e", row=2, col=1)  # learning rates are 1e-5..1e-3
     return _layout(fig, 520)
+
+
+def fitted_range(values: list[float]) -> tuple[float | None, float | None]:
+    """An axis range that fits `values` with a margin; (None, None) where plotly's own fits well.
+
+    Plotly draws a single value (one logged step, or a flat learning rate) on a range it makes up:
+    0 on -1..1, 2e-4 on a span a million times wider than the value. Here a flat series gets a span
+    of ±50% around it (0 to 1 for a value of 0: these figures are never negative), so the point sits
+    mid-axis on a readable scale; a series that varies keeps plotly's range.
+    """
+    if not values:
+        return None, None
+    low, high = min(values), max(values)
+    if high > low:
+        return None, None
+    if low == 0:
+        return 0.0, 1.0
+    pad = abs(low) * 0.5
+    return low - pad, low + pad
 
 
 def items_over_time(metrics: list[dict], unit: str = "items") -> go.Figure | None:
@@ -124,9 +154,27 @@ def token_histogram(counts: list[int], limit: int | None = None) -> go.Figure | 
     return _layout(fig, 300)
 
 
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def comparison_left_out(rows: list[dict], figures: list[tuple[str, str]]) -> list[str]:
+    """Figures the comparison does not draw because every picked model has 0 (a chart of empty bars)."""
+    return [
+        label
+        for key, label in figures
+        if any(_number(r.get(key)) for r in rows) and all(not r.get(key) for r in rows if _number(r.get(key)))
+    ]
+
+
 def model_comparison(rows: list[dict], figures: list[tuple[str, str]]) -> go.Figure | None:
-    """Two or three models side by side: one small bar chart per figure, each on its own scale."""
-    shown = [(key, label) for key, label in figures if any(isinstance(r.get(key), int | float) for r in rows)]
+    """Two or three models side by side: one small bar chart per figure, each on its own scale.
+
+    A figure no picked model has, or that is 0 for every one (local models' price), is left out: its
+    chart would be empty. `comparison_left_out` names the second kind for the page to say so.
+    """
+    zero = set(comparison_left_out(rows, figures))
+    shown = [(k, label) for k, label in figures if any(_number(r.get(k)) for r in rows) and label not in zero]
     if len(rows) < 2 or not shown:
         return None
     columns = min(3, len(shown))
@@ -135,7 +183,7 @@ def model_comparison(rows: list[dict], figures: list[tuple[str, str]]) -> go.Fig
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c"]
     for index, (key, _) in enumerate(shown):
         for number, row in enumerate(rows):
-            value = row.get(key) if isinstance(row.get(key), int | float) else None
+            value = row.get(key) if _number(row.get(key)) else None
             fig.add_trace(
                 go.Bar(x=[row["name"]], y=[value], name=row["name"], legendgroup=row["name"],
                        marker_color=palette[number % 3], showlegend=index == 0),

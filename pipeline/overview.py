@@ -18,11 +18,12 @@ def studio_counts() -> dict:
         spend = session.exec(
             select(func.coalesce(func.sum(LLMCall.cost_usd), 0.0)).where(LLMCall.error.is_(None))
         ).one()
-        last_evaluation = session.exec(
-            select(Job.message)
+        last = session.exec(
+            select(Job.id, Job.message)
             .where(Job.kind == "evaluation", Job.status == "succeeded")
             .order_by(Job.finished_at.desc().nullslast())  # PostgreSQL puts NULLs first when descending
         ).first()
+        last_evaluation = last[1] if last else None
         return {
             "personas": _count(session, Persona),
             # unfinished ones (a run still making them, or one that stopped) are not examples yet
@@ -33,4 +34,14 @@ def studio_counts() -> dict:
             "llm_calls": _count(session, LLMCall, LLMCall.error.is_(None)),
             "spend_usd": float(spend),
             "last_evaluation": last_evaluation or "No evaluation yet",
+            "last_evaluation_id": last[0] if last else None,
         }
+
+
+def evaluation_headline(job_id: int | None) -> str:
+    """The last evaluation's headline, the Leaderboard's own figure (same cached board, judge and human votes)."""
+    if job_id is None:
+        return "No evaluation yet"
+    from pipeline.evaluation import leaderboard  # numpy and pandas: only when there is a run to show
+
+    return leaderboard.headline(job_id)

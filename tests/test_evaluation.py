@@ -150,7 +150,8 @@ def plan_llm(persona_id, dataset, **values):
     return service.plan(**(options | values))
 
 
-def test_an_llm_judged_run_rates_the_warm_model_above_the_cold_one_with_intervals(arena):
+def test_an_llm_judged_run_rates_the_warm_model_above_the_cold_one_with_intervals(arena, monkeypatch):
+    monkeypatch.setenv("STUDIO_MIN_BATTLES", "8")  # 8 prompts, one pair: under 30 no win statement is made
     persona_id, dataset = seed()
     _, _, referee = arena
     job = service.start(plan_llm(persona_id, dataset))

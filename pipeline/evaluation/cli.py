@@ -99,11 +99,13 @@ def _print_board(job_id: int, as_json: bool) -> int:
 
     board = leaderboard.build(job_id)
     if as_json:
-        print(json.dumps(report.comparison(board) | {"battles": len(board.outcomes)}, indent=2, default=str))
+        print(json.dumps(report.comparison(board) | {"battles": board.battles}, indent=2, default=str))
         return 0
     print(board.judge_label)
     if board.overall is None:
         print("No rated battles.")
+    elif board.state == "too_few":
+        print(board.headline())
     else:
         print("\n".join(report._table(board.overall)))
         print("\n".join(board.statements()))

@@ -98,8 +98,9 @@ class Evaluation:
             await self.score_traits()
         paths = report.write(self.ctx.job_id, self.ctx.folder)
         report.update_registry(self.ctx.job_id)
-        headline = leaderboard.build(self.ctx.job_id, rounds=200).headline()
-        self.ctx.report_progress(self.settings.max_battles, self.settings.max_battles, message=headline)
+        headline = leaderboard.board(self.ctx.job_id).headline()  # the Leaderboard's own figure, as Home shows it
+        judged = leaderboard.battle_count(self.ctx.job_id, "judge")  # battles, as every page counts them
+        self.ctx.report_progress(judged, judged, unit="battles", message=headline)
         self.ctx.log(f"wrote {paths['json'].name}, {paths['markdown'].name} and {paths['html'].name}")
         return {k: str(v) for k, v in paths.items()}
 

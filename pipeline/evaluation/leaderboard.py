@@ -4,20 +4,57 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import func
 from sqlmodel import select
 
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import judge, offline, ratings, results
 from pipeline.jobs import runfolder
-from pipeline.models import Job, TraitScore
+from pipeline.models import Battle, Job, TraitScore
 
 CONSISTENCY_WARNING = 0.65
 LIKELIHOOD_FILE = "likelihood.json"
+DEFAULT_MIN_BATTLES = 30
+SOURCE_WORDS = {"judge": "the judge", "human": "human votes", "both": "the judge and human votes"}
+
+
+def min_battles() -> int:
+    """Battles each contestant needs before its rating is shown (`STUDIO_MIN_BATTLES`, default 30).
+
+    Under it a bootstrap of a few unanimous battles gives a huge rating with a zero-width interval:
+    pages show "not enough battles yet (N of 30)" instead.
+    """
+    try:
+        return max(1, int(os.environ.get("STUDIO_MIN_BATTLES", DEFAULT_MIN_BATTLES)))
+    except ValueError:
+        return DEFAULT_MIN_BATTLES
+
+
+def rated_count(items: list[results.Outcome]) -> int:
+    """THE battle count: judged pairwise comparisons on the overall criterion that have a verdict.
+
+    An LLM judge's two orders are one battle, a human vote is one, an offline verdict is one; a missing
+    reply or an unparsed verdict is not a battle. Every page that says "battles" counts this.
+    """
+    return sum(1 for o in items if o.rated and o.criterion == judge.OVERALL)
+
+
+def battle_count(job_id: int, source: str = "both") -> int:
+    """How many battles run `job_id` has from `source` ("judge", "human" or "both"), as every page counts them."""
+    return rated_count(results.outcomes(job_id, source, judge.OVERALL))
+
+
+def not_enough(count: int, needed: int | None = None) -> str:
+    needed = min_battles() if needed is None else needed
+    return f"not enough battles yet ({count} of {needed})"
 
 
 @dataclass
@@ -35,6 +72,141 @@ class Board:
     trait_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     likelihood: list[dict] = field(default_factory=list)
     health: dict = field(default_factory=dict)
+    min_battles: int = DEFAULT_MIN_BATTLES
+    _figures: dict = field(default_factory=dict, repr=False)
+
+    def figure(self, kind: str):
+        """One of the Leaderboard's charts, built once per board: a cached board's rerun reuses them
+        (building the six plotly figures took more time than everything else on a cached rerun).
+
+        kind: ratings, matrix, traits, scores, groups, length or likelihood.
+        """
+        if kind not in self._figures:
+            from pipeline.evaluation import charts, report
+
+            names = self.overall.contestants if self.state == "rated" else list(self.per_contestant)
+            makers = {
+                "ratings": lambda: charts.ratings_chart(self.overall, f"Ratings, with 95% intervals, {self.basis}"),
+                "matrix": lambda: charts.matrix_chart(matrix(self.outcomes, names), names, "Row against column"),
+                "traits": lambda: charts.grouped_ratings_chart(self.by_trait, "Ratings per trait", "trait"),
+                "scores": lambda: charts.trait_scores_chart(
+                    self.trait_scores, "Trait scores (LLM judge, 1–5, 95% interval)"
+                ),
+                "groups": lambda: charts.grouped_ratings_chart(
+                    self.by_group, "Ratings per prompt group", "prompt group"
+                ),
+                "length": lambda: charts.length_chart(
+                    self.overall,
+                    self.length_controlled,
+                    report.mean_lengths(self),
+                    "Ratings with and without a response-length control",
+                ),
+                "likelihood": lambda: charts.likelihood_chart(self.likelihood),
+            }
+            self._figures[kind] = makers[kind]()
+        return self._figures[kind]
+
+    @property
+    def battles(self) -> int:
+        """This board's battle count (see `rated_count`)."""
+        return rated_count(self.outcomes)
+
+    @property
+    def per_contestant(self) -> dict[str, int]:
+        """Battles each contestant took part in, in the run's contestant order."""
+        found = dict.fromkeys(self.contestants, 0)
+        for o in self.outcomes:
+            if o.rated:
+                found[o.a] = found.get(o.a, 0) + 1
+                found[o.b] = found.get(o.b, 0) + 1
+        return found
+
+    @property
+    def fewest(self) -> tuple[str, int]:
+        """The contestant with the fewest battles, and how many."""
+        counted = self.per_contestant
+        name = min(counted, key=counted.get) if counted else ""
+        return name, counted.get(name, 0)
+
+    @property
+    def state(self) -> str:
+        """ "empty" (nothing rated yet), "too_few" (a contestant under the minimum) or "rated"."""
+        if self.overall is None:
+            return "empty"
+        return "too_few" if self.fewest[1] < self.min_battles else "rated"
+
+    @property
+    def basis(self) -> str:
+        """What the figures rest on, in words: "from 240 battles (the judge and human votes)"."""
+        n = self.battles
+        return f"from {n} battle{'s' if n != 1 else ''} ({SOURCE_WORDS.get(self.source, self.source)})"
+
+    def rating_text(self, name: str) -> str:
+        """A contestant's rating as a page shows it: the figure and interval, or why there is none."""
+        count = self.per_contestant.get(name, 0)
+        if self.overall is None or name not in self.overall.rating or self.state != "rated":
+            return not_enough(count, self.min_battles)
+        rated = self.overall
+        if name == self.anchor and rated.anchor == name:
+            return f"{rated.rating[name]:.0f} (the base, held there)"
+        return f"{rated.rating[name]:.0f} ({rated.lower[name]:.0f}–{rated.upper[name]:.0f})"
+
+    def win_text(self, name: str) -> str | None:
+        """How often `name` beats the anchor, as the Leaderboard says it; None for the anchor itself."""
+        if name == self.anchor or self.overall is None or self.anchor not in self.overall.rating:
+            return None
+        if self.state != "rated" or name not in self.overall.rating:
+            return not_enough(self.per_contestant.get(name, 0), self.min_battles)
+        p, lo, hi = self.overall.win_probability(name, self.anchor)
+        return f"{p:.0%} ({lo:.0%}–{hi:.0%})"
+
+    def rows(self) -> list[dict]:
+        """The rank table: every contestant, with its rating or "not enough battles yet (N of 30)"."""
+        counted = self.per_contestant
+        if self.state == "rated":
+            table = self.overall.table()
+            for row in table:
+                row["rating"] = self.rating_text(row["contestant"])
+                row.pop("lower")
+                row.pop("upper")
+            return table
+        return [
+            {"contestant": n, "battles": counted.get(n, 0), "rating": not_enough(counted.get(n, 0), self.min_battles)}
+            for n in sorted(counted, key=counted.get, reverse=True)
+        ]
+
+    def figures_for(self, name: str) -> dict:
+        """What the Models page shows for one contestant: the Leaderboard's own figures and their basis."""
+        rated = self.state == "rated" and name in (self.overall.rating if self.overall else {})
+        p = None
+        if rated and name != self.anchor and self.anchor in self.overall.rating:
+            p = self.overall.win_probability(name, self.anchor)[0]
+        return {
+            "rating": self.overall.rating[name] if rated else None,
+            "lower": self.overall.lower[name] if rated else None,
+            "upper": self.overall.upper[name] if rated else None,
+            "win_rate_vs_base": p,
+            "rating_text": self.rating_text(name),
+            "win_text": self.win_text(name),
+            "basis": self.basis,
+        }
+
+    def disagreement(self) -> str | None:
+        """Plain words when persona likelihood and the judge order the contestants differently."""
+        if self.state != "rated" or not self.likelihood:
+            return None
+        by_likelihood = [row["contestant"] for row in sorted(self.likelihood, key=lambda r: -r["mean"])]
+        both = [n for n in by_likelihood if n in self.overall.rating]
+        by_rating = [n for n in self.overall.contestants if n in both]
+        if len(both) < 2 or both == by_rating:
+            return None
+        return (
+            f"Persona likelihood and the {('offline ' if self.offline else '')}judge rank the contestants differently: "
+            f"the judge puts {by_rating[0]} first ({' > '.join(by_rating)}); persona likelihood puts {both[0]} first "
+            f"({' > '.join(both)}). They measure different things: the judge compares the replies each contestant "
+            "wrote (which reads more like the persona), while persona likelihood measures how naturally a model "
+            "would produce the persona's own gold replies to held-out prompts, not how good its own replies are."
+        )
 
     @property
     def offline(self) -> bool:
@@ -57,20 +229,24 @@ class Board:
         return found
 
     def headline(self) -> str:
-        """One line for the home page: who leads, and how sure that is."""
+        """One line for the home page (and the job's last word): who leads, how sure, from what."""
         if self.overall is None:
-            return "no rated battles"
+            return f"no rated battles yet ({SOURCE_WORDS.get(self.source, self.source)})"
+        if self.state == "too_few":
+            name, count = self.fewest
+            return (
+                f"Ratings: {not_enough(count, self.min_battles)} for {name} · {self.basis} · "
+                f"{self.judge_label.split(':')[0]}"
+            )
         top = self.overall.contestants[0]
-        rated = self.overall
-        line = f"{top} leads at {rated.rating[top]:.0f} ({rated.lower[top]:.0f}–{rated.upper[top]:.0f})"
+        line = f"{top} leads at {self.rating_text(top)}"
         if self.anchor in self.overall.rating and top != self.anchor:
-            p, lo, hi = self.overall.win_probability(top, self.anchor)
-            line += f", beating {self.anchor} {p:.0%} of the time ({lo:.0%}–{hi:.0%})"
-        return line + f" · {self.judge_label.split(':')[0]}"
+            line += f", beating {self.anchor} {self.win_text(top).replace(' (', ' of the time (', 1)}"
+        return line + f" · {self.basis} · {self.judge_label.split(':')[0]}"
 
     def statements(self) -> list[str]:
         """Plain-words win probabilities of each contestant against the anchor."""
-        if self.overall is None or self.anchor not in self.overall.contestants:
+        if self.state != "rated" or self.anchor not in self.overall.contestants:
             return []
         lines = []
         for name in self.overall.contestants:
@@ -96,6 +272,7 @@ def build(job_id: int, source: str = "both", rounds: int = 1000, seed: int = 0) 
     judge_name = offline.SIMILARITY_JUDGE if values.get("judge") == "offline" else values.get("judge", "")
     overall = results.outcomes(job_id, source, judge.OVERALL, rows)
     board = Board(job, source, judge_name, anchor, list(values.get("contestants", [])), overall)
+    board.min_battles = min_battles()
     rate = lambda items: _rate(items, anchor, rounds, seed)  # noqa: E731
     board.overall = rate(overall)
     every = results.outcomes(job_id, source, None, rows)
@@ -112,6 +289,73 @@ def build(job_id: int, source: str = "both", rounds: int = 1000, seed: int = 0) 
     board.likelihood = likelihood(job_id)
     board.health = health(results.outcomes(job_id, "both", judge.OVERALL, rows))
     return board
+
+
+# --- cached reads --------------------------------------------------------------------------------
+#
+# A board is rebuilt only when what it is built from changes. `version` reads that cheaply (counts and
+# highest ids of the run's battles and trait scores, the job's status and progress, the likelihood file's
+# time, the minimum): a new battle, a vote, a trait score or the job finishing gives a new version, so the
+# next read builds again; every other read (a page rerun, Home, Models, the Evaluate table) is a lookup.
+# Battles and trait scores are only ever inserted, never updated, so count + max(id) sees every write.
+
+CACHE_SIZE = 32
+_cache: OrderedDict[tuple, object] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def caching() -> bool:
+    return os.environ.get("STUDIO_BOARD_CACHE", "1") != "0"
+
+
+def version(job_id: int) -> tuple:
+    with session_scope() as session:
+        battles_n, battles_top = session.exec(
+            select(func.count(Battle.id), func.max(Battle.id)).where(Battle.job_id == job_id)
+        ).one()
+        scores_n, scores_top = session.exec(
+            select(func.count(TraitScore.id), func.max(TraitScore.id)).where(TraitScore.job_id == job_id)
+        ).one()
+        job = session.exec(select(Job.status, Job.progress_done, Job.finished_at).where(Job.id == job_id)).first()
+    path = runfolder.run_dir(job_id) / LIKELIHOOD_FILE
+    likelihood_at = path.stat().st_mtime_ns if path.exists() else None
+    return (battles_n, battles_top, scores_n, scores_top, tuple(job) if job else None, likelihood_at, min_battles())
+
+
+def _cached(key: tuple, make):
+    if not caching():
+        return make()
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    value = make()
+    with _cache_lock:
+        _cache[key] = value
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return value
+
+
+def cache_clear() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def board(job_id: int, source: str = "both", rounds: int = 1000, seed: int = 0) -> Board:
+    """`build`, read through the cache: what every page shows (Leaderboard, Home, Models, Evaluate)."""
+    key = ("board", job_id, source, rounds, seed, version(job_id))
+    return _cached(key, lambda: build(job_id, source, rounds, seed))
+
+
+def counted(job_id: int, source: str = "both") -> int:
+    """`battle_count`, read through the cache."""
+    return _cached(("count", job_id, source, version(job_id)), lambda: battle_count(job_id, source))
+
+
+def headline(job_id: int) -> str:
+    """The Leaderboard's headline for a run (judge and human votes), as Home shows it."""
+    return board(job_id).headline()
 
 
 def _rate(items: list[results.Outcome], anchor: str, rounds: int, seed: int) -> ratings.Ratings | None:

@@ -59,6 +59,9 @@ def comparison(board: leaderboard.Board) -> dict:
             },
             "ratings": rated.to_dict() if rated else {},
             "win_probability_vs_anchor": board.statements(),
+            "state": board.state,  # "too_few": under the minimum, the pages show no rating
+            "min_battles": board.min_battles,
+            "rated_battles": board.battles,
             "per_trait": {k: v.to_dict() for k, v in board.by_trait.items()},
             "per_group": {k: v.to_dict() for k, v in board.by_group.items()},
             "length_controlled": board.length_controlled,
@@ -117,6 +120,10 @@ def markdown(board: leaderboard.Board) -> str:
     lines = [f"# Evaluation {board.job.id}: {board.job.name}", "", f"*{board.judge_label}*", ""]
     if board.overall is None:
         lines += ["No rated battles yet.", ""]
+    elif board.state == "too_few":
+        name, fewest = board.fewest
+        lines += ["## Ratings", "", f"{leaderboard.not_enough(fewest, board.min_battles).capitalize()} for {name} "
+                  f"({board.basis}): no rating is shown under the minimum.", ""]  # fmt: skip
     else:
         lines += ["## Ratings", "", *_table(board.overall), "", *[f"- {s}" for s in board.statements()], ""]
     lines += [
@@ -125,7 +132,7 @@ def markdown(board: leaderboard.Board) -> str:
         "",
     ]
     for title, group in (("Per trait", board.by_trait), ("Per prompt group", board.by_group)):
-        if group:
+        if group and board.state == "rated":  # under the minimum overall, none of these is shown either
             lines += [f"## {title}", ""]
             for key, rated in group.items():
                 lines += [f"### {key}", "", *_table(rated), ""]
@@ -174,19 +181,21 @@ def markdown(board: leaderboard.Board) -> str:
 
 def figures(board: leaderboard.Board) -> list:
     found = []
+    rated = board.state == "rated"  # under the minimum of battles no rating is drawn (the pages show none)
     if board.overall is not None:
-        found.append(charts.ratings_chart(board.overall, f"Ratings · {board.judge_label}"))
+        if rated:
+            found.append(charts.ratings_chart(board.overall, f"Ratings · {board.judge_label}"))
         names = board.overall.contestants
         found.append(charts.matrix_chart(leaderboard.matrix(board.outcomes, names), names, "Wins–losses–ties"))
-        if board.length_controlled:
+        if board.length_controlled and rated:
             found.append(
                 charts.length_chart(
                     board.overall, board.length_controlled, mean_lengths(board), "Does the judge prefer longer replies?"
                 )
             )
-    if board.by_trait:
+    if board.by_trait and rated:
         found.append(charts.grouped_ratings_chart(board.by_trait, "Ratings per trait", "trait"))
-    if board.by_group:
+    if board.by_group and rated:
         found.append(charts.grouped_ratings_chart(board.by_group, "Ratings per prompt group", "prompt group"))
     if not board.trait_scores.empty:
         found.append(charts.trait_scores_chart(board.trait_scores, "Trait scores (LLM judge, 1–5)"))

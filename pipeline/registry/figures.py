@@ -12,6 +12,7 @@ import json
 import math
 import statistics
 import struct
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -269,9 +270,34 @@ def _megabytes(value: int | None):
     return round(value / 1e6, 1) if value is not None else None
 
 
-def summary(entry: ModelEntry) -> dict:
-    """One flat row per model for the Models table; None where a figure is not known (yet)."""
+def live_quality(figures: dict) -> dict:
+    """The Leaderboard's own figures for the contestant the stored quality names, read now (cached).
+
+    The stored figures are a snapshot from when the evaluation ended; votes cast later, or a minimum the
+    run does not reach, change what the Leaderboard shows, and Models shows the same figure. {} without a run.
+    """
+    job_id, name = figures.get("evaluation_job"), figures.get("contestant")
+    if job_id is None or not name:
+        return {}
+    from pipeline.evaluation import leaderboard  # numpy and pandas: only when a model was evaluated
+
+    try:
+        return leaderboard.board(job_id).figures_for(name)
+    except UserFacingError:  # the run was deleted
+        return {}
+
+
+def summary(entry: ModelEntry, live: bool = False) -> dict:
+    """One flat row per model for the Models table; None where a figure is not known (yet).
+
+    live: the quality figures as the Leaderboard shows them now (`live_quality`; what the Models page
+    shows), else the snapshot stored when the evaluation ended. The command line keeps the snapshot: the
+    evaluation package imports the LLM gateway (litellm, seconds), which `models list` never loads.
+    """
     mode, figures = quality(entry)
+    live = live_quality(figures) if live else {}
+    if live:
+        figures = {**figures, **{k: live[k] for k in ("rating", "lower", "upper", "win_rate_vs_base")}}
     lower, upper = figures.get("lower"), figures.get("upper")
     traits = [v for v in (figures.get("trait_scores") or {}).values() if isinstance(v, int | float)]
     win = figures.get("win_rate_vs_base")
@@ -290,6 +316,9 @@ def summary(entry: ModelEntry) -> dict:
         "rating ±": _round((upper - lower) / 2) if lower is not None and upper is not None else None,
         "rated as": mode,
         "win rate vs base": _round(win, 3),
+        "rating (95%)": live.get("rating_text"),
+        "beats base": live.get("win_text"),
+        "rated from": live.get("basis"),
         "mean trait score": _round(statistics.fmean(traits), 2) if traits else None,
         "consistency": _round(figures.get("consistency"), 2),
         "gold-star rate": _round(gold_star_rate(entry), 3),
@@ -308,8 +337,61 @@ def summary(entry: ModelEntry) -> dict:
     }
 
 
+# --- cached reads ------------------------------------------------------------------------------
+#
+# A model's row reads its folder (sizes, safetensors headers), its training metrics, its playground
+# replies and the evaluation's board. The row is kept until one of those changes: the key holds the
+# entry's own fields (status, metrics: a deploy or a measured performance changes them), the counts behind
+# the gold-star rate, and the version of the evaluation run its quality comes from (new battles or votes).
+
+_summaries: dict[tuple, dict] = {}
+_summaries_lock = threading.Lock()
+
+
+def _playground_version() -> tuple:
+    with session_scope() as session:
+        calls = session.exec(
+            select(func.count(LLMCall.id), func.max(LLMCall.id)).where(LLMCall.purpose == "playground")
+        ).one()
+        starred = session.exec(
+            select(func.count(Example.id), func.max(Example.id)).where(Example.source == "playground")
+        ).one()
+    return (*calls, *starred)
+
+
+def summary_key(entry: ModelEntry, playground: tuple, boards: dict[int, tuple]) -> tuple:
+    job_id = (quality(entry)[1] or {}).get("evaluation_job")
+    return (entry.id, entry.name, entry.status, entry.persona_id, entry.job_id, entry.dataset_id,
+            json.dumps(entry.metrics or {}, sort_keys=True, default=str), playground, boards.get(job_id))  # fmt: skip
+
+
+def summaries(entries: list[ModelEntry]) -> list[dict]:
+    """`summary` of each entry, read through a cache (see above); what the Models page shows."""
+    from pipeline.evaluation import leaderboard
+
+    if not leaderboard.caching():
+        return [summary(entry, live=True) for entry in entries]
+    playground = _playground_version()
+    jobs = {(quality(e)[1] or {}).get("evaluation_job") for e in entries} - {None}
+    boards = {job_id: leaderboard.version(job_id) for job_id in jobs}
+    rows = []
+    for entry in entries:
+        key = summary_key(entry, playground, boards)
+        with _summaries_lock:
+            row = _summaries.get(key)
+        if row is None:
+            row = summary(entry, live=True)
+            with _summaries_lock:
+                if len(_summaries) > 500:
+                    _summaries.clear()
+                _summaries[key] = row
+        rows.append(dict(row))
+    return rows
+
+
 # the Models table's first view; the rest is one click away
-HEADLINE = ["name", "persona", "backend", "status", "rating", "rating ±", "win rate vs base", "mean trait score",
+# (the rating and win rate as the Leaderboard words them, and what they rest on: the same cached board)
+HEADLINE = ["name", "persona", "backend", "status", "rating (95%)", "beats base", "rated from", "mean trait score",
             "tokens/s", "p50 ms", "disk MB", "val loss", "created"]  # fmt: skip
 
 # what the Models page's comparison draws, one small chart each
