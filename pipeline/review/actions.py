@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
+from pipeline import limits
 from pipeline.datasets import tokens
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
@@ -82,7 +83,7 @@ def set_rating(example_id: int, rating: int | None) -> Example:
 
 
 def set_notes(example_id: int, notes: str) -> Example:
-    return _update(example_id, "", notes=notes or "")
+    return _update(example_id, "", notes=limits.typed(notes, limits.NOTES, "The note"))
 
 
 def _update(example_id: int, what: str, **values) -> Example:
@@ -104,7 +105,7 @@ def _update(example_id: int, what: str, **values) -> Example:
 
 def edit_response(example_id: int, text: str, editor: str = "") -> Example:
     """Replace the response; the first version stays in original_response and every change is logged."""
-    text = (text or "").strip()
+    text = limits.typed((text or "").strip(), limits.RESPONSE, "The edited response")
     if not text:
         raise UserFacingError("The response cannot be empty; reject the example instead.")
     with session_scope() as session:
