@@ -145,7 +145,7 @@ def plan(
     prompt_set = prompts.build_set(
         dataset=dataset,
         training_datasets=training,
-        custom=list(custom_prompts),
+        custom=[prompts.check(p, f"Custom prompt {i}") for i, p in enumerate(custom_prompts, 1)],
         adversarial=adversarial,
         keep_going=keep_going,
         limit=held_out_limit,
