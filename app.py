@@ -4,10 +4,27 @@ import os
 
 import streamlit as st
 
-from pipeline import settings, startup
+from pages import identity
+from pipeline import access, settings, startup
+from pipeline.errors import UserFacingError
 from pipeline.jobs import monitor
 
 st.set_page_config(page_title="Persona Studio", page_icon="🎭", layout="wide")
+
+# With an [auth] section in secrets.toml the studio is shared: everyone logs in, and the pipeline checks
+# each write against their roles ([roles]). Without one it is a single local user's, as it always was.
+user = None
+if access.login_configured():
+    found = identity()
+    if found is None:
+        st.title("Persona Studio")
+        st.write("This studio is shared: log in to continue.")
+        if st.button("Log in", key="login"):
+            st.login(*access.login_providers()[:1])
+        st.stop()
+    user = access.user(*found)
+    st.session_state["user_name"] = user.label  # the who of every action
+access.use(user)  # for every pipeline call in this run; None: no login, everything allowed
 startup.init(with_model=False)  # migrations and sample personas; cheap once done
 if os.environ.get("STUDIO_AUTOSTART_MONITOR", "1") != "0":
     monitor.ensure_running()  # the background worker; one per data folder, guarded by its lock
@@ -37,7 +54,13 @@ pages = {
 navigation = st.navigation(pages)
 
 with st.sidebar:
-    st.text_input("Your name", key="user_name", help="Recorded on the jobs you start and the labels you give.")
+    if user is None:
+        st.text_input("Your name", key="user_name", help="Recorded on the jobs you start and the labels you give.")
+    else:
+        roles = ", ".join(r for r in access.ROLES if r in user.roles) or "none"
+        st.markdown(f"Logged in as **{user.label}** · {roles}")
+        if st.button("Log out", key="logout"):
+            st.logout()
     worker = monitor.status_word()
     st.markdown(f"{ {'running': '🟢', 'starting': '🟡'}.get(worker, '🔴') } Background worker {worker}")
     st.markdown("**Providers**")
@@ -45,4 +68,7 @@ with st.sidebar:
         st.markdown(f"{'🟢' if configured else '⚪'} {label}" + ("" if configured else " · no key"))
     st.caption("Add keys in `.streamlit/secrets.toml` or the environment.")
 
-navigation.run()
+try:
+    navigation.run()
+except UserFacingError as exc:  # e.g. a role the user lacks, from a button a page does not guard itself
+    st.error(str(exc))

@@ -23,3 +23,14 @@ def route_through_app() -> None:
         PagesManager.uses_pages_directory = False
         runpy.run_path(str(APP), run_name="__main__")
         st.stop()
+
+
+def identity() -> tuple[str, str] | None:
+    """(name, email) of the user logged in through st.login, or None: the one place that reads st.user (tests
+    replace it to log someone in without an identity provider)."""
+    import streamlit as st
+
+    if not st.user.is_logged_in:
+        return None
+    email = str(st.user.get("email") or "")
+    return str(st.user.get("name") or email), email

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError, field_validator, model_validato
 from sqlalchemy import func, or_
 from sqlmodel import select
 
-from pipeline import limits, settings
+from pipeline import access, limits, settings
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.models import Persona, utcnow
@@ -184,6 +184,11 @@ def _name_taken(session, name: str, except_id: int | None = None) -> bool:
 
 
 def create_persona(data: dict | PersonaSpec) -> Persona:
+    access.check("edit_persona")
+    return _create(data)
+
+
+def _create(data: dict | PersonaSpec) -> Persona:
     spec = validate(data)
     with session_scope() as session:
         if _name_taken(session, spec.name):
@@ -201,6 +206,7 @@ def create_persona(data: dict | PersonaSpec) -> Persona:
 
 
 def update_persona(persona_id: int, data: dict | PersonaSpec) -> Persona:
+    access.check("edit_persona")
     spec = validate(data)
     with session_scope() as session:
         persona = session.get(Persona, persona_id)
@@ -231,6 +237,7 @@ def duplicate_persona(persona_id: int, new_name: str | None = None) -> Persona:
 
 
 def delete_persona(persona_id: int) -> None:
+    access.check("edit_persona")
     with session_scope() as session:
         persona = session.get(Persona, persona_id)
         if persona is None:
@@ -325,7 +332,7 @@ def seed_samples() -> int:
             return 0
     added = 0
     for path in sorted(SAMPLES_DIR.glob("*.yaml")):
-        create_persona(parse_yaml(path.read_text(encoding="utf-8"), path.name))
+        _create(parse_yaml(path.read_text(encoding="utf-8"), path.name))  # the studio's own start-up
         added += 1
     return added
 

@@ -13,6 +13,7 @@ from pathlib import PurePath
 from sqlalchemy import insert
 from sqlmodel import select
 
+from pipeline import access
 from pipeline.datasets import checks, targets, tokens
 from pipeline.datasets.targets import Target
 from pipeline.db import session_scope
@@ -48,6 +49,7 @@ def import_file(
 ) -> ImportResult:
     """`target`'s context (by default the longest any backend trains on) is the most an imported row may hold:
     longer rows are listed by line and left out."""
+    access.check("import_examples")
     source = label(filename)
     target = target or LONGEST
     with session_scope() as session:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import select
 
-from pipeline import jobs, personas
+from pipeline import access, jobs, personas
 from pipeline.datasets import build
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
@@ -181,6 +181,7 @@ def plan(
 
 def start(evaluation: Plan, name: str = "", run_here: bool = False) -> Job:
     """Queue the evaluation for the background worker, or with `run_here` claim it for this process."""
+    access.check("evaluate")
     persona = personas.get_persona(evaluation.persona_id)
     label = name or f"{persona.name}: {len(evaluation.contestants)} contestants, {evaluation.judge} judge"
     return jobs.submit(KIND, evaluation.params(), name=label, run_here=run_here)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from pipeline import limits
+from pipeline import access, limits
 from pipeline.datasets import tokens
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
@@ -42,6 +42,7 @@ def _usable(example: Example, what: str) -> None:
 
 def bulk(ids: list[int], action: str) -> dict[str, int]:
     """accept | reject | reset | star | unstar on many examples: {"changed", "skipped"} (failed ones)."""
+    access.check("review")
     changes = {
         "accept": {"status": "accepted"},
         "reject": {"status": "rejected"},
@@ -87,6 +88,7 @@ def set_notes(example_id: int, notes: str) -> Example:
 
 
 def _update(example_id: int, what: str, **values) -> Example:
+    access.check("review")
     with session_scope() as session:
         example = session.get(Example, example_id)
         if example is None:
@@ -105,6 +107,7 @@ def _update(example_id: int, what: str, **values) -> Example:
 
 def edit_response(example_id: int, text: str, editor: str = "") -> Example:
     """Replace the response; the first version stays in original_response and every change is logged."""
+    access.check("review")
     text = limits.typed((text or "").strip(), limits.RESPONSE, "The edited response")
     if not text:
         raise UserFacingError("The response cannot be empty; reject the example instead.")
@@ -114,7 +117,9 @@ def edit_response(example_id: int, text: str, editor: str = "") -> Example:
             raise UserFacingError(f"Example {example_id} does not exist (deleted?).")
         if text == example.response.strip():
             return example
-        session.add(ExampleEdit(example_id=example_id, editor=editor, before=example.response, after=text))
+        session.add(
+            ExampleEdit(example_id=example_id, editor=access.actor(editor), before=example.response, after=text)
+        )
         if example.original_response is None:
             example.original_response = example.response
         example.response = text
