@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from pipeline import access, settings
+from pipeline import access, limits, settings
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.models import DeploymentEvent, Job, ModelEntry, Persona, utcnow
@@ -99,6 +99,7 @@ def deployed(persona_id: int) -> ModelEntry | None:
 
 
 def _record(session, entry: ModelEntry, persona_id: int | None, action: str, actor: str, notes: str) -> None:
+    notes = limits.typed(notes, limits.NOTES, "The note")  # raised inside the transaction: nothing changes
     session.add(
         DeploymentEvent(
             model_id=entry.id,

@@ -13,7 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from pipeline import access
+from pipeline import access, limits
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.llm import gateway
@@ -67,14 +67,15 @@ def get_version(persona_id: int, version: int) -> PromptVersion:
 
 def add_version(persona_id: int, text: str, source: str = "edited", based_on=(), notes: str = "", by: str = ""):
     access.check("edit_persona")
-    text = (text or "").strip()
+    text = limits.typed((text or "").strip(), limits.SYSTEM_PROMPT, "The system prompt")
+    notes = limits.typed(notes, limits.NOTES, "The note")
     if len(text) < 20:
         raise UserFacingError("A system prompt needs a few sentences (at least 20 characters).")
     versions(persona_id)  # version 1 first
     with session_scope() as session:
         last = session.exec(select(func.max(PromptVersion.version)).where(PromptVersion.persona_id == persona_id)).one()
         row = PromptVersion(persona_id=persona_id, version=(last or 0) + 1, system_prompt=text, source=source,
-                            based_on=list(based_on), notes=notes, created_by=by)  # fmt: skip
+                            based_on=list(based_on), notes=notes, created_by=access.actor(by))  # fmt: skip
         session.add(row)
         session.flush()
         session.refresh(row)
