@@ -81,3 +81,31 @@ def test_a_viewer_cannot_deploy_and_nothing_changes_a_deployer_can_and_is_record
     [event] = lifecycle.history(persona_id=persona_id)
     assert event["who"] == "Dee"  # the login's name, not what a box said
     assert access.current() is None  # the user was set for that block only
+
+
+def test_each_role_does_its_own_work_and_is_refused_the_rest():
+    from pipeline import jobs
+    from pipeline.datasets import purge
+    from pipeline.review import actions
+    from tests.seed import add_examples
+
+    write_secrets(LOGIN)
+    personas.seed_samples()
+    persona_id = personas.get_persona("collaborative").id
+    [example] = add_examples(persona_id, 1)
+    job = jobs.submit("probe", {"rate": 5, "seconds": 20})  # the command line: no login, allowed
+    rita, tom = access.user("Rita", "rita@example.com"), access.user("Tom", "tom@example.com")
+    with access.acting_as(rita):
+        assert actions.set_gold_star(example, True).gold_star  # a reviewer reviews
+        with pytest.raises(UserFacingError, match="You need the trainer role to cancel or resume jobs"):
+            jobs.request_cancel(job.id)
+        with pytest.raises(UserFacingError, match="You need the trainer role to delete datasets or examples"):
+            purge.delete_persona_data(persona_id, "collaborative")
+    assert not jobs.get(job.id).cancel_requested and actions.get(example).gold_star
+    with access.acting_as(tom):
+        with pytest.raises(UserFacingError, match="You need the reviewer role to review examples"):
+            actions.set_rating(example, 5)
+        with pytest.raises(UserFacingError, match="You need the reviewer role"):
+            actions.edit_response(example, "A better reply.")
+        jobs.request_cancel(job.id)  # a trainer cancels
+    assert jobs.get(job.id).cancel_requested and actions.get(example).rating is None
