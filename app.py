@@ -4,7 +4,7 @@ import os
 
 import streamlit as st
 
-from pages import identity
+from pages import identity, session_user
 from pipeline import access, settings, startup
 from pipeline.errors import UserFacingError
 from pipeline.jobs import monitor
@@ -24,7 +24,8 @@ if access.login_configured():
         st.stop()
     user = access.user(*found)
     st.session_state["user_name"] = user.label  # the who of every action
-access.use(user)  # for every pipeline call in this run; None: no login, everything allowed
+st.session_state["studio_user"] = user  # for the parts of a page that refresh on their own (fragments)
+access.use(user, session_user)  # for every pipeline call in this run; None: no login, everything allowed
 startup.init(with_model=False)  # migrations and sample personas; cheap once done
 if os.environ.get("STUDIO_AUTOSTART_MONITOR", "1") != "0":
     monitor.ensure_running()  # the background worker; one per data folder, guarded by its lock

@@ -34,3 +34,13 @@ def identity() -> tuple[str, str] | None:
         return None
     email = str(st.user.get("email") or "")
     return str(st.user.get("name") or email), email
+
+
+def session_user():
+    """The logged-in user app.py stored for this browser session, or None outside a session (another thread)."""
+    import streamlit as st
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    return st.session_state.get("studio_user")

@@ -9,7 +9,7 @@ and `default` for everyone else who can log in (viewer when unset).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -48,6 +48,9 @@ class User:
 
 
 _current: ContextVar[User | None] = ContextVar("studio_user", default=None)
+# Where the app keeps the user of the session this thread serves, for code that runs without the run's context
+# (a part of a page that refreshes itself runs apart from app.py): set by the app, read only when no user is set.
+_session_user: Callable[[], User | None] | None = None
 
 
 def login_configured() -> bool:
@@ -78,12 +81,19 @@ def user(name: str, email: str = "") -> User:
 
 def current() -> User | None:
     """Who this request is for; None when no login is configured (the single local user)."""
-    return _current.get()
+    who = _current.get()
+    if who is None and _session_user is not None:
+        who = _session_user()
+    return who
 
 
-def use(who: User | None) -> None:
-    """Set the user for the rest of this request (the app does this at the top of every run)."""
+def use(who: User | None, session_user: Callable[[], User | None] | None = None) -> None:
+    """Set the user for the rest of this request (the app does this at the top of every run), and where to find
+    the session's user when a later piece of the page runs on its own."""
+    global _session_user
     _current.set(who)
+    if session_user is not None:
+        _session_user = session_user
 
 
 @contextmanager

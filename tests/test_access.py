@@ -109,3 +109,31 @@ def test_each_role_does_its_own_work_and_is_refused_the_rest():
             actions.edit_response(example, "A better reply.")
         jobs.request_cancel(job.id)  # a trainer cancels
     assert jobs.get(job.id).cancel_requested and actions.get(example).rating is None
+
+
+def test_a_part_of_a_page_that_runs_on_its_own_still_acts_as_the_sessions_user():
+    """A fragment (the live boards' Stop and Cancel buttons) can run without app.py's run: the session's user is
+    found where the app stored it, so a viewer is refused there too."""
+    import threading
+
+    from pipeline import jobs
+
+    write_secrets(LOGIN)
+    job = jobs.submit("probe", {"rate": 5, "seconds": 20})
+    outcome = []
+
+    def click_cancel():  # a fresh thread: none of the run's context
+        try:
+            jobs.request_cancel(job.id)
+        except UserFacingError as exc:
+            outcome.append(str(exc))
+
+    try:
+        access.use(None, lambda: access.user("Vi", "vi@example.com"))
+        thread = threading.Thread(target=click_cancel)
+        thread.start()
+        thread.join()
+    finally:
+        access._session_user = None
+    assert outcome and outcome[0].startswith("You need the trainer role to cancel or resume jobs")
+    assert not jobs.get(job.id).cancel_requested
