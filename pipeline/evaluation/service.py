@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import select
 
-from pipeline import access, jobs, personas
+from pipeline import access, jobs, limits, personas
 from pipeline.datasets import build
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
@@ -210,6 +210,7 @@ class Match:
 
 def next_match(job_id: int, voter: str, seed: int | None = None) -> Match | None:
     """A random prompt and pair both answered, preferring what this voter has not voted on yet."""
+    voter = access.actor(voter).strip()  # with a login, the logged-in name
     with session_scope() as session:
         job = session.get(Job, job_id)
         replies = session.exec(
@@ -243,7 +244,7 @@ def next_match(job_id: int, voter: str, seed: int | None = None) -> Match | None
 
 def vote(match: Match, choice: str, voter: str) -> Battle:
     """Record a vote: A, B, Tie or Both bad, by a named voter, as a battle the ratings can use."""
-    voter = (voter or "").strip()
+    voter = limits.no_nul(access.actor(voter), "Your name").strip()  # with a login, the logged-in name
     if not voter:
         raise UserFacingError("Type your name first: votes are counted per person.")
     if choice not in VOTES:
