@@ -48,10 +48,28 @@ opening = st.empty()  # a session's first run may import the engine and migrate:
 if "studio_opened" not in st.session_state:
     opening.info("Opening the studio…", icon=":material/hourglass_top:")
 
-from pages import dot, remember_page_settings  # noqa: E402 - imported after the shell is drawn: they take seconds on a first run
-from pipeline import settings, startup  # noqa: E402
+# imported after the shell is drawn: they take seconds on a first run
+from pages import dot, identity, remember_page_settings, session_user  # noqa: E402
+from pipeline import access, settings, startup  # noqa: E402
+from pipeline.errors import UserFacingError  # noqa: E402
 from pipeline.jobs import monitor  # noqa: E402
 
+# With an [auth] section in secrets.toml the studio is shared: everyone logs in, and the pipeline checks
+# each write against their roles ([roles]). Without one it is a single local user's, as it always was.
+user = None
+if access.login_configured():
+    found = identity()
+    if found is None:
+        opening.empty()
+        st.title("Persona Studio")
+        st.write("This studio is shared: log in to continue.")
+        if st.button("Log in", key="login"):
+            st.login(*access.login_providers()[:1])
+        st.stop()
+    user = access.user(*found)
+    st.session_state["user_name"] = user.label  # the who of every action
+st.session_state["studio_user"] = user  # for the parts of a page that refresh on their own (fragments)
+access.use(user, session_user)  # for every pipeline call in this run; None: no login, everything allowed
 startup.init(with_model=False)  # migrations and sample personas; cheap once done
 if os.environ.get("STUDIO_AUTOSTART_MONITOR", "1") != "0":
     monitor.ensure_running()  # the background worker; one per data folder, guarded by its lock
@@ -60,7 +78,13 @@ st.session_state["studio_opened"] = True
 remember_page_settings()
 
 with st.sidebar:
-    st.text_input("Your name", key="user_name", help="Recorded on the jobs you start and the labels you give.")
+    if user is None:
+        st.text_input("Your name", key="user_name", help="Recorded on the jobs you start and the labels you give.")
+    else:
+        roles = ", ".join(r for r in access.ROLES if r in user.roles) or "none"
+        st.markdown(f"Logged in as **{user.label}** · {roles}")
+        if st.button("Log out", key="logout"):
+            st.logout()
     worker = monitor.status_word()
     worker_icon = {"running": dot(True), "starting": ":orange[:material/pending:]"}.get(
         worker, ":red[:material/error:]"
@@ -71,4 +95,7 @@ with st.sidebar:
         st.markdown(f"{dot(configured)} {label}" + ("" if configured else " · no key"))
     st.caption("Add keys in `.streamlit/secrets.toml` or the environment.")
 
-navigation.run()
+try:
+    navigation.run()
+except UserFacingError as exc:  # e.g. a role the user lacks, from a button a page does not guard itself
+    st.error(str(exc))

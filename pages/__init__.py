@@ -143,3 +143,24 @@ def status_badge(word: str) -> str:
 def dot(on: bool) -> str:
     """A green tick or a grey dash, in Markdown: for "configured" and "running" in the sidebar."""
     return ":green[:material/check_circle:]" if on else ":gray[:material/do_not_disturb_on:]"
+
+
+def identity() -> tuple[str, str] | None:
+    """(name, email) of the user logged in through st.login, or None: the one place that reads st.user (tests
+    replace it to log someone in without an identity provider)."""
+    import streamlit as st
+
+    if not st.user.is_logged_in:
+        return None
+    email = str(st.user.get("email") or "")
+    return str(st.user.get("name") or email), email
+
+
+def session_user():
+    """The logged-in user app.py stored for this browser session, or None outside a session (another thread)."""
+    import streamlit as st
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    return st.session_state.get("studio_user")

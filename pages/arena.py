@@ -24,7 +24,8 @@ run_id = a.selectbox(
     key="arena_run",
     format_func=lambda i: next(f"#{j.id} · {j.name}" for j in runs if j.id == i),
 )
-voter = b.text_input("Your name", value=st.session_state.get("user_name", ""), key="arena_voter")
+voter = b.text_input("Your name", value=st.session_state.get("user_name", ""), key="arena_voter",
+                     disabled=st.session_state.get("studio_user") is not None)  # fmt: skip
 
 state = st.session_state
 if state.get("arena_match") is None or state["arena_match"].job_id != run_id:

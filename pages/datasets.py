@@ -207,7 +207,16 @@ with tab_import:
         format_func=lambda f: formats.FORMATS.get(f, "Detect from each row"),
         key="import_format",
     )
+    limit = st.selectbox(
+        "Refuse examples longer than the context of",
+        targets.TARGETS,
+        index=targets.TARGETS.index(importer.LONGEST),
+        format_func=lambda t: f"{t.label} ({t.context_tokens:,} tokens)",
+        key="import_target",
+    )
     if st.button("Import", disabled=upload is None, key="import_go"):
-        result = importer.import_file(upload.getvalue(), upload.name, persona.id, None if fmt == "detect" else fmt)
+        result = importer.import_file(
+            upload.getvalue(), upload.name, persona.id, None if fmt == "detect" else fmt, limit
+        )
         (st.warning if result.report.problems else st.success)(result.summary())
         show_report(result.report)

@@ -7,6 +7,7 @@ Every write validates the whole persona first, so nothing is saved half-way.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import yaml
@@ -14,13 +15,38 @@ from pydantic import BaseModel, ValidationError, field_validator, model_validato
 from sqlalchemy import func, or_
 from sqlmodel import select
 
-from pipeline import settings
+from pipeline import access, limits, settings
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.models import Persona, utcnow
 
 SAMPLES_DIR = settings.PROJECT_ROOT / "data" / "personas"
 MAX_MARKERS = 3  # "two or three behavioural markers each"
+NAME_CHARACTERS = "letters, digits, spaces and - _ ."
+
+
+def _text(value: str | None, limit: int, required: bool = False) -> str:
+    """A typed field, stripped: no NUL character, at most `limit` characters (ValueError says which)."""
+    value = (value or "").strip()
+    if required and not value:
+        raise ValueError("is required")
+    if "\x00" in value:
+        raise ValueError("contains a NUL character; remove it")
+    if len(value) > limit:
+        raise ValueError(f"is {len(value):,} characters; the limit is {limit:,}")
+    return value
+
+
+def _safe_name(value: str) -> str:
+    """Names are letters (accented too), digits, spaces and - _ . only, never starting with a dot: a name is
+    shown everywhere and becomes file names, so it can hold no path separator or control character."""
+    bad = sorted({c for c in value if not (c.isalnum() or c in " -_.")})
+    if bad:
+        shown = ", ".join("a tab or line break" if c.isspace() or not c.isprintable() else f"“{c}”" for c in bad)
+        raise ValueError(f"may hold only {NAME_CHARACTERS}, not {shown}")
+    if value.startswith("."):
+        raise ValueError("cannot start with a dot")
+    return value
 
 
 class TraitSpec(BaseModel):
@@ -28,13 +54,15 @@ class TraitSpec(BaseModel):
     description: str
     markers: list[str] = []
 
-    @field_validator("name", "description")
+    @field_validator("name")
     @classmethod
-    def _required(cls, value: str) -> str:
-        value = (value or "").strip()
-        if not value:
-            raise ValueError("is required")
-        return value
+    def _name(cls, value: str) -> str:
+        return _text(value, limits.TRAIT_NAME, required=True)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        return _text(value, limits.TRAIT_DESCRIPTION, required=True)
 
     @field_validator("markers")
     @classmethod
@@ -42,6 +70,11 @@ class TraitSpec(BaseModel):
         cleaned = [m.strip() for m in value if m and m.strip()]
         if len(cleaned) > MAX_MARKERS:
             raise ValueError(f"has {len(cleaned)} markers; keep it to {MAX_MARKERS} or fewer")
+        for i, marker in enumerate(cleaned, 1):
+            try:
+                _text(marker, limits.MARKER)
+            except ValueError as exc:
+                raise ValueError(f"marker {i} {exc}") from None
         return cleaned
 
 
@@ -54,19 +87,23 @@ class PersonaSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        value = (value or "").strip()
-        if not value:
-            raise ValueError("is required")
-        if len(value) > 60:
-            raise ValueError("is longer than 60 characters")
-        return value
+        return _safe_name(_text(value, limits.PERSONA_NAME, required=True))
 
     @field_validator("system_prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
-        value = (value or "").strip()
-        if not value:
-            raise ValueError("is required")
+        return _text(value, limits.SYSTEM_PROMPT, required=True)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        return _text(value, limits.PERSONA_DESCRIPTION)
+
+    @field_validator("traits")
+    @classmethod
+    def _traits(cls, value: list[TraitSpec]) -> list[TraitSpec]:
+        if len(value) > limits.TRAITS:
+            raise ValueError(f"{len(value)} traits; keep it to {limits.TRAITS} or fewer")
         return value
 
     @model_validator(mode="after")
@@ -147,6 +184,11 @@ def _name_taken(session, name: str, except_id: int | None = None) -> bool:
 
 
 def create_persona(data: dict | PersonaSpec) -> Persona:
+    access.check("edit_persona")
+    return _create(data)
+
+
+def _create(data: dict | PersonaSpec) -> Persona:
     spec = validate(data)
     with session_scope() as session:
         if _name_taken(session, spec.name):
@@ -164,6 +206,7 @@ def create_persona(data: dict | PersonaSpec) -> Persona:
 
 
 def update_persona(persona_id: int, data: dict | PersonaSpec) -> Persona:
+    access.check("edit_persona")
     spec = validate(data)
     with session_scope() as session:
         persona = session.get(Persona, persona_id)
@@ -186,13 +229,15 @@ def duplicate_persona(persona_id: int, new_name: str | None = None) -> Persona:
     spec = to_spec(get_persona(persona_id))
     names = {p.name.lower() for p in list_personas()}
     if not new_name:
-        new_name, n = f"{spec.name} (copy)", 2
+        stem = spec.name[: limits.PERSONA_NAME - len(" copy 999")]
+        new_name, n = f"{stem} copy", 2
         while new_name.lower() in names:
-            new_name, n = f"{spec.name} (copy {n})", n + 1
+            new_name, n = f"{stem} copy {n}", n + 1
     return create_persona(spec.model_copy(update={"name": new_name}))
 
 
 def delete_persona(persona_id: int) -> None:
+    access.check("edit_persona")
     with session_scope() as session:
         persona = session.get(Persona, persona_id)
         if persona is None:
@@ -204,9 +249,33 @@ def delete_persona(persona_id: int) -> None:
 
 
 def slug(name: str) -> str:
-    """A safe file stem from a persona name: never a path of the user's choosing."""
-    stem = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    """A safe file stem from a persona name: never a path of the user's choosing. Accents are dropped
+    (Émile → emile); two names can give the same stem, which export_yaml tells apart."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
     return stem[:60] or "persona"
+
+
+def export_name(name: str, folder: Path) -> str:
+    """The file name `name` exports to in `folder`: its slug, unless that file holds another persona (two names
+    with the same slug, e.g. "Émile" and "emile"): then the slug with -2, -3, ... A persona's own earlier export
+    is replaced."""
+    stem, n = slug(name), 1
+    while True:
+        candidate = f"{stem}.yaml" if n == 1 else f"{stem}-{n}.yaml"
+        path = folder / candidate
+        if not path.exists() or (_exported_name(path) or "").lower() == name.lower():
+            return candidate
+        n += 1
+
+
+def _exported_name(path: Path) -> str | None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def to_yaml(persona: Persona) -> str:
@@ -217,12 +286,13 @@ def export_yaml(persona_id: int, folder: Path | None = None) -> Path:
     persona = get_persona(persona_id)
     folder = folder or settings.personas_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{slug(persona.name)}.yaml"
+    path = folder / export_name(persona.name, folder)
     path.write_text(to_yaml(persona), encoding="utf-8")
     return path
 
 
 def parse_yaml(text: str | bytes, source: str = "the file") -> PersonaSpec:
+    limits.upload(text.encode() if isinstance(text, str) else text, limits.PERSONA_YAML_BYTES, source)
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
@@ -262,7 +332,7 @@ def seed_samples() -> int:
             return 0
     added = 0
     for path in sorted(SAMPLES_DIR.glob("*.yaml")):
-        create_persona(parse_yaml(path.read_text(encoding="utf-8"), path.name))
+        _create(parse_yaml(path.read_text(encoding="utf-8"), path.name))  # the studio's own start-up
         added += 1
     return added
 

@@ -28,7 +28,7 @@ KEY_VARS = ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "TOGETHER_API_KEY", "TOGETHER
 BACKENDS = ["sqlite", "postgresql"]
 # test modules (file name patterns) that run on both backends; every other module runs on SQLite only
 BOTH_BACKENDS = ["test_store.py", "test_monitor.py", "test_jobs*.py", "test_review.py", "test_datasets.py",
-                 "test_registry.py"]  # fmt: skip
+                 "test_registry.py", "test_access.py", "test_personas.py"]  # fmt: skip
 
 
 def pytest_generate_tests(metafunc):

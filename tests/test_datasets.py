@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import time
+import tracemalloc
 
 import pytest
 from sqlmodel import select
@@ -290,6 +292,49 @@ def test_import_reports_a_nul_or_a_broken_escape_like_any_bad_line_and_adds_the_
 def test_import_in_a_chosen_format_reports_rows_of_another_shape(persona):
     result = importer.import_file((CORPUS / "good_openai.jsonl").read_bytes(), "x.jsonl", persona.id, "alpaca")
     assert result.added == 0 and {p.kind for p in result.report.errors} == {"missing_content"}
+
+
+def chat_line(reply: str, question: str = "Q") -> str:
+    return json.dumps({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]})
+
+
+def test_import_refuses_the_lines_longer_than_the_target_models_context_by_line_number(persona):
+    lines = [
+        chat_line("Fits."),
+        chat_line("word " * 3000),  # about 3,000 tokens: counted, over the embedded model's 2,048
+        chat_line("x" * 300_000),  # over 128 characters per token × 2,048: refused without counting
+        chat_line("Also fits.", "Q2"),
+    ]
+    data = "\n".join(lines).encode()
+    result = importer.import_file(data, "long.jsonl", persona.id, target=targets.DEFAULT)
+    assert result.added == 2 and result.report.invalid == 2
+    assert [(p.line, p.kind) for p in result.report.errors] == [(2, "too_many_tokens"), (3, "too_many_tokens")]
+    two, three = (p.message for p in result.report.errors)
+    assert f"tokens; {targets.DEFAULT.base_model} trains on at most 2,048" in two
+    assert three.startswith("300,0") and "characters, so at least" in three and "at most 2,048" in three
+    assert "2 invalid line(s) skipped" in result.summary()
+    with session_scope() as session:
+        stored = session.exec(select(Example.response).order_by(Example.id)).all()
+    assert stored == ["Fits.", "Also fits."]
+    # by default the limit is the longest context any backend trains on: the 3,000-token reply goes in
+    again = importer.import_file(data, "long.jsonl", persona.id)
+    assert again.added == 2 and again.duplicates == 2 and again.report.errors == []
+
+
+def test_a_10_mb_line_is_reported_in_seconds_and_little_memory_without_being_tokenized(persona):
+    data = (chat_line("Fits.") + "\n" + chat_line("x" * 10_000_000) + "\n").encode()
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = importer.import_file(data, "huge.jsonl", persona.id)
+        report = checks.check_file(data, "huge.jsonl", targets.TARGETS[2]).report  # validating, 65,536 tokens
+        elapsed, (_, peak) = time.monotonic() - started, tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 10 and peak < 200 * 1024 * 1024
+    assert result.added == 1 and [(p.line, p.kind) for p in result.report.errors] == [(2, "too_many_tokens")]
+    assert "10,000,001 characters, so at least 78,125 tokens" in result.report.errors[0].message
+    assert [(p.line, p.kind) for p in report.errors if p.line] == [(2, "too_many_tokens")] and report.valid == 1
 
 
 # --- edits and preference pairs ----------------------------------------------------------------

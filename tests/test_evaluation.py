@@ -336,3 +336,16 @@ def test_a_stopped_run_resumes_without_asking_again(arena):
     run_here(job)
     assert leaderboard.build(job.id).counts()["rated"] == 6
     assert len(referee.requests) == 12  # six battles, two orders each: nothing asked twice
+
+
+def test_prompt_files_and_typed_prompts_with_a_nul_or_over_their_limits_are_refused(tmp_path):
+    with pytest.raises(UserFacingError, match=r"p\.txt contains a NUL character \(line 3\)"):
+        prompts.parse_prompt_file("p.txt", b"First\n\nSecond \x00\n")
+    with pytest.raises(UserFacingError, match=r"p\.jsonl, line 2 contains a NUL character"):
+        prompts.parse_prompt_file("p.jsonl", b'{"prompt": "Hi"}\n{"prompt": "Yo\\u0000"}\n')
+    with pytest.raises(UserFacingError, match=r"p\.txt, prompt 2 is 20,001 characters; the limit is 20,000"):
+        prompts.parse_prompt_file("p.txt", b"Short\n\n" + b"x" * 20_001)
+    with pytest.raises(UserFacingError, match=r"big\.txt is 5\.5 MB; the limit is 5\.0 MB"):
+        prompts.parse_prompt_file("big.txt", b"x\n\n" * 1_833_334)
+    with pytest.raises(UserFacingError, match=r"p\.jsonl: line 1: not UTF-8 text"):
+        prompts.parse_prompt_file("p.jsonl", b'{"prompt": "\xff"}\n')

@@ -151,7 +151,7 @@ def test_an_empty_name_is_refused_on_the_page_and_nothing_is_saved():
 def test_duplicate_and_delete_from_the_page():
     at = open_app("pages/personas.py")
     next(b for b in at.button if b.label == "Duplicate this persona").click().run()
-    assert at.selectbox(key="persona_choice").value == "collaborative (copy)"
+    assert at.selectbox(key="persona_choice").value == "collaborative copy"
 
     delete = next(b for b in at.button if b.label == "Delete persona")
     assert delete.disabled  # needs the confirmation first
@@ -159,7 +159,7 @@ def test_duplicate_and_delete_from_the_page():
     at.checkbox(key=f"confirm_delete_{copy.id}").check().run()
     next(b for b in at.button if b.label == "Delete persona").click().run()
     assert not at.exception
-    assert "Deleted “collaborative (copy)”." in texts(at.success)
+    assert "Deleted “collaborative copy”." in texts(at.success)
     assert [p.name for p in personas.list_personas()] == ["collaborative"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pipeline import personas
 from pipeline.registry import lifecycle
 from pipeline.registry import prompts as prompt_versions
+from tests.conftest import write_secrets
 from tests.test_pages import open_app
 from tests.test_registry import add_model
 
@@ -87,3 +88,45 @@ def test_the_playground_opens_on_the_deployed_model_and_a_star_sends_the_reply_t
     with session_scope() as session:
         [example] = session.exec(select(Example)).all()
     assert example.gold_star and example.response == "Primary answer." and example.status == "pending"
+
+
+def log_in(monkeypatch, name: str, email: str) -> None:
+    """Log someone in at the boundary: the identity st.login would give, with login configured in secrets."""
+    from tests.test_access import LOGIN
+
+    write_secrets(LOGIN)
+    monkeypatch.setattr("pages.identity", lambda: (name, email))
+
+
+def test_with_a_login_a_viewer_is_refused_deploying_with_a_clear_message_and_a_deployer_deploys(monkeypatch):
+    personas.seed_samples()
+    persona_id = personas.get_persona("collaborative").id
+    add_model("ft-one", persona_id)
+
+    log_in(monkeypatch, "Vi", "vi@example.com")
+    at = open_app("pages/models.py")
+    assert any("Logged in as **Vi** · viewer" in m.value for m in at.sidebar.markdown)
+    assert not [t for t in at.sidebar.text_input if t.key == "user_name"]  # the name comes from the login
+    at.selectbox(key="models_persona").set_value("collaborative").run()
+    at.selectbox(key="models_pick").set_value("ft-one").run()
+    at.button(key="models_deploy").click().run()
+    assert not at.exception
+    assert any("You need the deployer role to deploy" in e.value and "vi@example.com" in e.value for e in at.error)
+    assert lifecycle.deployed(persona_id) is None and lifecycle.history(persona_id=persona_id) == []
+
+    log_in(monkeypatch, "Dee", "dee@example.com")
+    at = open_app("pages/models.py")
+    at.selectbox(key="models_persona").set_value("collaborative").run()
+    at.selectbox(key="models_pick").set_value("ft-one").run()
+    at.button(key="models_deploy").click().run()
+    assert any("ft-one now serves collaborative" in s.value for s in at.success)
+    assert lifecycle.deployed(persona_id).name == "ft-one"
+    assert [e["who"] for e in lifecycle.history(persona_id=persona_id)] == ["Dee"]
+
+
+def test_with_a_login_configured_nobody_sees_the_studio_before_logging_in(monkeypatch):
+    log_in(monkeypatch, "", "")
+    monkeypatch.setattr("pages.identity", lambda: None)
+    at = open_app()
+    assert [b.key for b in at.button] == ["login"] and "log in to continue" in at.markdown[0].value
+    assert not at.sidebar.markdown  # no pages, no providers, nothing of the studio

@@ -232,3 +232,17 @@ def test_the_embedded_base_is_registered_once_even_when_asked_from_many_threads_
     with session_scope() as session:
         rows = session.exec(select(ModelEntry).where(ModelEntry.backend == "embedded")).all()
     assert not errors and len(rows) == 1
+
+
+def test_a_note_or_prompt_version_with_a_nul_character_is_refused_on_every_database_and_nothing_changes(persona_id):
+    add_model("ft-one", persona_id)
+    with pytest.raises(UserFacingError, match="The note contains a NUL character"):
+        lifecycle.deploy("ft-one", persona_id, actor="ada", notes="ship \x00 it")
+    assert lifecycle.deployed(persona_id) is None and lifecycle.history(persona_id=persona_id) == []
+    assert lifecycle.get("ft-one").status == "candidate"
+    before = [v.version for v in prompt_versions.versions(persona_id)]
+    with pytest.raises(UserFacingError, match=r"The system prompt contains a NUL character \(line 2\)"):
+        prompt_versions.add_version(persona_id, "You are a colleague.\nYou ask one good question\x00 first.")
+    with pytest.raises(UserFacingError, match="The system prompt is 20,001 characters; the limit is 20,000"):
+        prompt_versions.add_version(persona_id, "x" * 20_001)
+    assert [v.version for v in prompt_versions.versions(persona_id)] == before

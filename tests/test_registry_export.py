@@ -149,17 +149,22 @@ def test_cloud_models_and_odd_names(adapter):
 
 
 def test_the_vllm_command_serves_the_adapter_on_its_base_and_adds_it_to_the_studio(adapter, models):
-    served = export.vllm_command(adapter, host="0.0.0.0", port=8123)
+    served = export.vllm_command(adapter, port=8123)
     command = served["command"]
     assert command.startswith(f"vllm serve {models / TINY} --enable-lora")
     assert f"--lora-modules {ADAPTER}={embedded.model_path(ADAPTER)}" in command
-    assert command.endswith("--host 0.0.0.0 --port 8123") and "--max-lora-rank" not in command
-    assert served["endpoint"] == "http://localhost:8123/v1" and served["model"] == ADAPTER
+    # safe by default: the suggested server listens on this machine only
+    assert command.endswith("--host 127.0.0.1 --port 8123") and "--max-lora-rank" not in command
+    assert served["endpoint"] == "http://127.0.0.1:8123/v1" and served["model"] == ADAPTER
+    # exposing it is a choice; the endpoint a client uses is then localhost
+    shared = export.vllm_command(adapter, host="0.0.0.0", port=8123)
+    assert shared["command"].endswith("--host 0.0.0.0 --port 8123")
+    assert shared["endpoint"] == "http://localhost:8123/v1"
     # the snippet, pasted into secrets.toml, makes the server a model the studio can call
     write_secrets(served["secrets_snippet"])
     endpoint = settings.endpoints()[ADAPTER]
-    assert (endpoint.api_base, endpoint.model) == ("http://localhost:8123/v1", ADAPTER)
-    assert catalog.resolve(ADAPTER).call_kwargs["api_base"] == "http://localhost:8123/v1"
+    assert (endpoint.api_base, endpoint.model) == ("http://127.0.0.1:8123/v1", ADAPTER)
+    assert catalog.resolve(ADAPTER).call_kwargs["api_base"] == "http://127.0.0.1:8123/v1"
     assert tomllib.loads(served["secrets_snippet"])["endpoints"][ADAPTER]["model"] == ADAPTER
 
     elsewhere = export.vllm_command(adapter, host="10.0.0.5", adapter_path=Path("/srv/adapters/tiny"))

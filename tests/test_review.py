@@ -84,3 +84,22 @@ def test_statistics_count_statuses_lengths_coverage_and_flags(persona):
     assert grid.values.sum() == 26 and set(grid.columns) == {"memo", "email", "report", "proposal", "analysis"}
     attention = stats.needs_attention(flt)
     assert list(attention["id"]) == [flagged] and "near-duplicate" in attention["what"][0]
+
+
+def test_a_nul_character_or_an_oversized_edit_is_refused_on_every_database_and_nothing_changes(persona):
+    [example] = add_examples(persona.id, 1)
+    before = actions.get(example)
+    with pytest.raises(UserFacingError, match=r"The edited response contains a NUL character \(line 2\)"):
+        actions.edit_response(example, "A better reply.\nWith a \x00 inside.", editor="ada")
+    with pytest.raises(UserFacingError, match="The edited response is 100,001 characters; the limit is 100,000"):
+        actions.edit_response(example, "x" * 100_001, editor="ada")
+    with pytest.raises(UserFacingError, match="The note contains a NUL character"):
+        actions.set_notes(example, "check \x00 this")
+    with pytest.raises(UserFacingError, match="The note is 5,001 characters; the limit is 5,000"):
+        actions.set_notes(example, "n" * 5_001)
+    after = actions.get(example)
+    assert (after.response, after.notes, after.original_response) == (before.response, before.notes, None)
+    assert actions.edits(example) == []
+    # the longest allowed text is stored whole
+    assert actions.set_notes(example, "n" * 5_000).notes == "n" * 5_000
+    assert actions.edit_response(example, "y" * 100_000, editor="ada").response == "y" * 100_000

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import personas
 from pipeline.errors import UserFacingError
-from pipeline.generation import transcripts
+from pipeline.generation import service, transcripts
 from tests.conftest import write_secrets
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -123,3 +123,27 @@ def test_an_unknown_format_is_read_by_an_llm(persona):
         assert "<html><p>q: memo help?" in s.requests[0]["messages"][1]["content"]  # the file, as it was
     assert transcript.source == "page.html (via extractor)"
     assert transcript.pairs == [("Can you help with my memo?", "Of course, let's look at it together.")]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"Sam: " + b"long " * 1000 + b"\nAda: Hel\x00lo, a NUL past the first 4 kB", "line 2"),
+        (
+            json.dumps(
+                {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "A\x00"}]}
+            ).encode(),
+            "conversation 1, message 2",
+        ),
+    ],
+)
+def test_a_nul_character_anywhere_in_a_transcript_is_named_and_nothing_is_imported(persona, data, message):
+    report = service.import_transcripts(persona.id, [("chat.txt", data), ("good.txt", b"Sam: Hi\nAda: Hello!\n")])
+    assert report[0]["added"] == 0 and "NUL character" in report[0]["problem"] and message in report[0]["problem"]
+    assert report[1]["added"] == 1 and report[1]["problem"] == ""  # the other file still goes in
+
+
+def test_a_transcript_over_the_upload_limit_is_refused_before_reading(persona):
+    data = b"Sam: Hi\nAda: " + b"x" * 21_000_000
+    [row] = service.import_transcripts(persona.id, [("huge.txt", data)])
+    assert row["added"] == 0 and row["problem"] == "huge.txt is 21.0 MB; the limit is 20.0 MB. Split or shorten it."

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from pipeline import settings
+from pipeline import access, settings
 from pipeline.datasets import checks, formats, preferences, targets
 from pipeline.datasets.targets import Target
 from pipeline.db import session_scope
@@ -132,6 +132,7 @@ def content_hash(train_messages: list[list[dict]], validation_messages: list[lis
 
 def save(name: str, plan: Preview, created_by: str = "") -> Dataset:
     """Write the snapshot's files and its row. Refuses a used name, identical content, or a failed check."""
+    access.check("build_dataset")
     name = check_name(name)
     if not plan.report.ok:
         first = plan.report.errors[0] if plan.report.errors else None
@@ -172,7 +173,7 @@ def save(name: str, plan: Preview, created_by: str = "") -> Dataset:
             "train_example_ids": [e.id for e in plan.train],
             "validation_example_ids": [e.id for e in plan.validation],
             "report": plan.report.to_dict(),
-            "created_by": created_by,
+            "created_by": access.actor(created_by),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         if folder.exists():

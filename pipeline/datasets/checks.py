@@ -14,6 +14,41 @@ from dataclasses import asdict, dataclass, field
 from pipeline.datasets import formats, reader, targets, tokens
 from pipeline.datasets.targets import Target
 
+# No token of the tokenizers the studio counts with covers more than 128 characters (cl100k's longest is
+# 128 bytes, the embedded model's 81; tests/test_tokens.py checks), so a conversation of more than
+# 128 × context characters cannot fit that context: it is reported without being tokenized, which for
+# a 10 MB line would take many seconds and much memory.
+MAX_CHARS_PER_TOKEN = 128
+
+
+def characters(messages: list[dict]) -> int:
+    return sum(len(m["content"]) for m in messages)
+
+
+def cannot_fit(messages: list[dict], target: Target) -> Problem | None:
+    """A too_many_tokens problem (line left for the caller) when the characters alone rule the context out."""
+    chars = characters(messages)
+    if chars <= MAX_CHARS_PER_TOKEN * target.context_tokens:
+        return None
+    return Problem(
+        None,
+        "messages",
+        "too_many_tokens",
+        f"{chars:,} characters, so at least {chars // MAX_CHARS_PER_TOKEN:,} tokens; "
+        f"{target.base_model} trains on at most {target.context_tokens:,}",
+    )
+
+
+def over_context(count: int, target: Target) -> Problem | None:
+    if count <= target.context_tokens:
+        return None
+    return Problem(
+        None,
+        "messages",
+        "too_many_tokens",
+        f"{count:,} tokens; {target.base_model} trains on at most {target.context_tokens:,}",
+    )
+
 
 @dataclass
 class Problem:
@@ -100,6 +135,12 @@ def check_file(
             continue
         detected[row_format] += 1
         report.problems += [Problem(row.line, "", "unknown_key", note, "warning") for note in notes]
+        huge = cannot_fit(messages, target) if target is not None else None
+        if huge is not None:  # not tokenized, not counted: it cannot be trained on
+            huge.line = row.line
+            report.invalid += 1
+            report.problems.append(huge)
+            continue
         conversations.append(messages)
         origins.append(row.line)
     report.formats = dict(detected)
@@ -136,16 +177,10 @@ def _finish(
     report.valid = len(conversations)
     counts = tokens.count(conversations, target)
     for origin, count in zip(origins, counts, strict=True):
-        if count > target.context_tokens:
-            report.problems.append(
-                Problem(
-                    origin if by_line else None,
-                    "messages",
-                    "too_many_tokens",
-                    f"{count:,} tokens; {target.base_model} trains on at most {target.context_tokens:,}",
-                    example_id=None if by_line else origin,
-                )
-            )
+        problem = over_context(count, target)
+        if problem is not None:
+            problem.line, problem.example_id = (origin, None) if by_line else (None, origin)
+            report.problems.append(problem)
     report.tokens = counts
     report.token_stats = _stats(counts)
     if 0 < report.valid < target.min_examples:

@@ -13,7 +13,9 @@ from pathlib import PurePath
 from sqlalchemy import insert
 from sqlmodel import select
 
-from pipeline.datasets import checks, tokens
+from pipeline import access
+from pipeline.datasets import checks, targets, tokens
+from pipeline.datasets.targets import Target
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import validate
@@ -38,18 +40,27 @@ def label(filename: str) -> str:
     return PurePath(filename.replace("\\", "/")).name[:120] or "upload"
 
 
-def import_file(data: bytes, filename: str, persona_id: int, fmt: str | None = None) -> ImportResult:
+# the longest examples any backend trains on: the import's default limit
+LONGEST = max(targets.TARGETS, key=lambda t: t.context_tokens)
+
+
+def import_file(
+    data: bytes, filename: str, persona_id: int, fmt: str | None = None, target: Target | None = None
+) -> ImportResult:
+    """`target`'s context (by default the longest any backend trains on) is the most an imported row may hold:
+    longer rows are listed by line and left out."""
+    access.check("import_examples")
     source = label(filename)
+    target = target or LONGEST
     with session_scope() as session:
         if session.get(Persona, persona_id) is None:
             raise UserFacingError("Pick a persona to import the examples into.")
     checked = checks.check_file(data, source, None, fmt)
-    conversations = [[m for m in c if m["role"] != "system"] for c in checked.conversations]
-    counts = tokens.count_cl100k(conversations)
+    conversations, lines, counts = _within_context(checked, target)
     rows, duplicates = [], 0
     with session_scope() as session:
         known = set(session.exec(select(Example.content_hash).where(Example.persona_id == persona_id)))
-        for messages, line, token_count in zip(conversations, checked.origins, counts, strict=True):
+        for messages, line, token_count in zip(conversations, lines, counts, strict=True):
             if not messages or messages[-1]["role"] != "assistant":
                 checked.report.problems.append(
                     checks.Problem(
@@ -70,7 +81,35 @@ def import_file(data: bytes, filename: str, persona_id: int, fmt: str | None = N
         # Core inserts in chunks: building 25,000 SQLModel objects costs pydantic ~40 s, these ~2 s
         for start in range(0, len(rows), 2000):
             session.execute(insert(Example), rows[start : start + 2000])
+    checked.report.problems.sort(key=lambda p: (p.line is None, p.line or 0))  # in file order
     return ImportResult(source, len(rows), duplicates, checked.report)
+
+
+def _within_context(checked: checks.Checked, target: Target) -> tuple[list[list[dict]], list[int], list[int]]:
+    """The conversations (system messages dropped, as they are stored) that fit `target`'s context, their lines
+    and cl100k token counts; each one that does not is an error on its line. Characters are measured first,
+    so a huge line is never tokenized."""
+    report = checked.report
+    candidates, lines = [], []
+    for conversation, line in zip(checked.conversations, checked.origins, strict=True):
+        conversation = [m for m in conversation if m["role"] != "system"]
+        problem = checks.cannot_fit(conversation, target)
+        if problem is None:
+            candidates.append(conversation)
+            lines.append(line)
+        else:
+            problem.line = line
+            report.problems.append(problem)
+    stored = tokens.count_cl100k(candidates)
+    counts = stored if target.tokenizer == "cl100k" else tokens.count(candidates, target)
+    kept = [i for i, count in enumerate(counts) if checks.over_context(count, target) is None]
+    for i in sorted(set(range(len(counts))) - set(kept)):
+        problem = checks.over_context(counts[i], target)
+        problem.line = lines[i]
+        report.problems.append(problem)
+    report.invalid += len(checked.conversations) - len(kept)
+    report.valid = len(kept)
+    return [candidates[i] for i in kept], [lines[i] for i in kept], [stored[i] for i in kept]
 
 
 def _row(persona_id: int, messages: list[dict], token_count: int, source: str, line: int, digest: str) -> dict:

@@ -11,6 +11,7 @@ import stat
 from sqlalchemy import delete
 from sqlmodel import select
 
+from pipeline import access
 from pipeline.datasets.build import check_name, datasets_dir
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
@@ -26,6 +27,7 @@ def _remove_folder(name: str) -> None:
 
 
 def delete_dataset(name: str, confirm: str) -> None:
+    access.check("delete_dataset")
     if confirm != name:
         raise UserFacingError(f"Type the dataset's name, {name!r}, to confirm.")
     with session_scope() as session:
@@ -38,6 +40,7 @@ def delete_dataset(name: str, confirm: str) -> None:
 
 def delete_persona_data(persona_id: int, confirm: str) -> dict[str, int]:
     """Every example (with its edits) and dataset of the persona: {"examples", "datasets"} removed."""
+    access.check("delete_dataset")
     with session_scope() as session:
         persona = session.get(Persona, persona_id)
         if persona is None:

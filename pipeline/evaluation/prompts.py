@@ -13,7 +13,7 @@ import json
 import random
 from dataclasses import asdict, dataclass, field
 
-from pipeline import embeddings
+from pipeline import embeddings, limits
 from pipeline.datasets import build, reader
 from pipeline.errors import UserFacingError
 
@@ -109,9 +109,13 @@ def closest(texts: list[str], seen: list[str]) -> list[tuple[float, str]]:
 
 def parse_prompt_file(name: str, data: bytes) -> list[str]:
     """Prompts from an upload: JSON Lines/array/CSV rows with `prompt` (or chat `messages`), else text blocks."""
-    text = reader.decode(data)
-    if name.lower().endswith((".jsonl", ".json", ".csv")):
-        _, rows = reader.read(data, name)
+    limits.upload(data, limits.PROMPT_FILE_BYTES, name)
+    try:
+        text = limits.no_nul(reader.decode(data), name)
+        rows = reader.read(data, name)[1] if name.lower().endswith((".jsonl", ".json", ".csv")) else None
+    except reader.FileError as exc:
+        raise UserFacingError(f"{name}: {exc}") from None
+    if rows is not None:
         prompts = []
         for row in rows:
             if row.blank:
@@ -122,9 +126,15 @@ def parse_prompt_file(name: str, data: bytes) -> list[str]:
             prompt = value.get("prompt") or _split(value.get("messages") or [])[0]
             if not isinstance(prompt, str) or not prompt.strip():
                 raise UserFacingError(f"{name}, line {row.line}: no `prompt` text (or user message) in this row.")
-            prompts.append(prompt.strip())
+            prompts.append(check(prompt.strip(), f"{name}, line {row.line}"))
         return prompts
-    return [block.strip() for block in text.replace("\r\n", "\n").split("\n\n") if block.strip()]
+    blocks = [block.strip() for block in text.replace("\r\n", "\n").split("\n\n") if block.strip()]
+    return [check(block, f"{name}, prompt {i}") for i, block in enumerate(blocks, 1)]
+
+
+def check(prompt: str, where: str) -> str:
+    """One prompt a person typed or uploaded: no NUL character, at most limits.PROMPT characters."""
+    return limits.typed(prompt, limits.PROMPT, where)
 
 
 def build_set(

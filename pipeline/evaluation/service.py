@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import select
 
-from pipeline import jobs, personas
+from pipeline import access, jobs, limits, personas
 from pipeline.datasets import build
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
@@ -156,7 +156,7 @@ def plan(
     prompt_set = prompts.build_set(
         dataset=dataset,
         training_datasets=training,
-        custom=list(custom_prompts),
+        custom=[prompts.check(p, f"Custom prompt {i}") for i, p in enumerate(custom_prompts, 1)],
         adversarial=adversarial,
         keep_going=keep_going,
         limit=held_out_limit,
@@ -192,6 +192,7 @@ def plan(
 
 def start(evaluation: Plan, name: str = "", run_here: bool = False) -> Job:
     """Queue the evaluation for the background worker, or with `run_here` claim it for this process."""
+    access.check("evaluate")
     persona = personas.get_persona(evaluation.persona_id)
     label = name or f"{persona.name}: {len(evaluation.contestants)} contestants, {evaluation.judge} judge"
     return jobs.submit(KIND, evaluation.params(), name=label, run_here=run_here)
@@ -220,6 +221,7 @@ class Match:
 
 def next_match(job_id: int, voter: str, seed: int | None = None) -> Match | None:
     """A random prompt and pair both answered, preferring what this voter has not voted on yet."""
+    voter = access.actor(voter).strip()  # with a login, the logged-in name
     with session_scope() as session:
         job = session.get(Job, job_id)
         replies = session.exec(
@@ -253,7 +255,7 @@ def next_match(job_id: int, voter: str, seed: int | None = None) -> Match | None
 
 def vote(match: Match, choice: str, voter: str) -> Battle:
     """Record a vote: A, B, Tie or Both bad, by a named voter, as a battle the ratings can use."""
-    voter = (voter or "").strip()
+    voter = limits.no_nul(access.actor(voter), "Your name").strip()  # with a login, the logged-in name
     if not voter:
         raise UserFacingError("Type your name first: votes are counted per person.")
     if choice not in VOTES:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlmodel import func, select
 
-from pipeline import jobs
+from pipeline import access, jobs
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import runner
@@ -23,6 +23,7 @@ def plan(params: dict) -> tuple[GenerationConfig, Estimate]:
 
 
 def start(params: dict, started_by: str = "") -> Job:
+    access.check("generate")
     config, _ = plan(params)
     return jobs.submit(
         "generation",
@@ -133,6 +134,7 @@ def import_transcripts(
     persona_id: int, files: list[tuple[str, bytes]], speaker: str | None = None, extract_models: list[str] | None = None
 ) -> list[dict]:
     """Import each file's pairs; one file's problem is reported and the others still go in."""
+    access.check("import_examples")
     from pipeline.generation import transcripts
 
     report = []

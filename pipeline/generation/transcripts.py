@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import select
 
+from pipeline import limits
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import validate
@@ -44,14 +45,16 @@ class Transcript:
 
 
 def decode(data: bytes, source: str) -> str:
+    limits.upload(data, limits.TRANSCRIPT_BYTES, source)
     if not data.strip():
         raise UserFacingError(f"{source} is empty.")
     if b"\x00" in data[:4096]:
         raise UserFacingError(f"{source} is not a text file.")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UserFacingError(f"{source} is not UTF-8 text.") from None
+    return limits.no_nul(text, source)
 
 
 def parse(data: bytes, source: str, persona_speaker: str | None = None) -> Transcript:
@@ -63,6 +66,9 @@ def parse(data: bytes, source: str, persona_speaker: str | None = None) -> Trans
             f"{source}: no conversation found (expected 'Name: message' lines or a JSON chat export). "
             "Try the LLM extraction for other formats."
         )
+    for c, conversation in enumerate(transcript.conversations, 1):  # e.g. a JSON export spelling \u0000
+        for m, turn in enumerate(conversation, 1):
+            limits.no_nul(turn["content"], f"{source}: conversation {c}, message {m}")
     return transcript
 
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import select
 
+from pipeline import access
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.jobs import keys, runfolder, states
@@ -65,7 +66,10 @@ def submit(
         keys.check_worker_sees(kind, params, _worker_keys())
     with session_scope() as session:
         job = Job(
-            kind=kind, name=name or KIND_LABELS.get(kind, kind), params=params, started_by=started_by or default_user()
+            kind=kind,
+            name=name or KIND_LABELS.get(kind, kind),
+            params=params,
+            started_by=access.actor(started_by) or default_user(),
         )
         session.add(job)
         session.flush()
@@ -83,6 +87,7 @@ def submit(
 
 def request_cancel(job_id: int) -> Job:
     """Ask for a job to stop. The monitor acts on it; a queued job is simply never started."""
+    access.check("cancel")
     with session_scope() as session:
         job = _existing(session, job_id)
         if job.status in FINISHED:
@@ -102,6 +107,7 @@ def _existing(session, job_id: int) -> Job:
 def requeue(job_id: int) -> Job:
     """Queue a finished job again for the monitor; its kind picks up where it left off (a generation
     retries its failures). A command line that resumes a job itself uses foreground.claim instead."""
+    access.check("cancel")
     job = get(job_id)
     if job.status not in FINISHED:
         raise UserFacingError(f"Job {job_id} is still {job.status}.")

@@ -148,7 +148,7 @@ def _loading_section(entry: ModelEntry, folder_name: str, merged: bool) -> list[
             "Serve it with vLLM (an OpenAI-compatible server):",
             "",
             f"    vllm serve {shlex.quote(folder_name)} --served-model-name {shlex.quote(entry.name)} "
-            "--host 0.0.0.0 --port 8000",
+            "--host 127.0.0.1 --port 8000",
         ]
     else:
         lines += ["Serve it with vLLM (an OpenAI-compatible server):", "", f"    {serve['command']}"]
@@ -343,13 +343,14 @@ def _toml_key(name: str) -> str:
 
 
 def vllm_command(
-    entry: ModelEntry, host: str = "0.0.0.0", port: int = 8000, adapter_path: Path | str | None = None
+    entry: ModelEntry, host: str = "127.0.0.1", port: int = 8000, adapter_path: Path | str | None = None
 ) -> dict:
     """How to serve a local model with vLLM, and the secrets.toml lines that add the server to the studio.
 
     An adapter is served as a LoRA module on its base folder (`adapter_path` overrides where the adapter is,
     e.g. an unzipped export); a full model is served as it is. The endpoint is the address a client uses,
-    so a wildcard host (0.0.0.0, ::) becomes localhost there.
+    so a wildcard host (0.0.0.0, ::) becomes localhost there. The default host is 127.0.0.1: the server is
+    reachable from this machine only until someone chooses to expose it (and puts a key in front of it).
     """
     name = _refuse_unless_local(entry)
     folder = embedded.model_path(name)

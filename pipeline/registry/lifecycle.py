@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from pipeline import settings
+from pipeline import access, limits, settings
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.models import DeploymentEvent, Job, ModelEntry, Persona, utcnow
@@ -99,12 +99,13 @@ def deployed(persona_id: int) -> ModelEntry | None:
 
 
 def _record(session, entry: ModelEntry, persona_id: int | None, action: str, actor: str, notes: str) -> None:
+    notes = limits.typed(notes, limits.NOTES, "The note")  # raised inside the transaction: nothing changes
     session.add(
         DeploymentEvent(
             model_id=entry.id,
             persona_id=persona_id,
             action=action,
-            actor=actor or "",
+            actor=access.actor(actor),  # the logged-in user, when there is a login
             notes=notes or "",
             config={"reference": entry.reference, "base_model": entry.base_model, "backend": entry.backend}
             | ({"training": entry.config} if entry.config else {}),
@@ -148,6 +149,7 @@ def _lock(session, persona_id: int | None) -> None:
 
 def deploy(model: str | int, persona_id: int | None = None, actor: str = "", notes: str = "") -> ModelEntry:
     """Make `model` the persona's active model; the one before becomes a candidate again."""
+    access.check("deploy")
     entry = get(model)
     with session_scope() as session:
         _lock(session, persona_id or entry.persona_id)
@@ -159,6 +161,7 @@ def deploy(model: str | int, persona_id: int | None = None, actor: str = "", not
 
 def rollback(persona_id: int, actor: str = "", notes: str = "") -> ModelEntry:
     """Deploy again the model that was deployed before the current one."""
+    access.check("deploy")
     with session_scope() as session:
         _lock(session, persona_id)
         persona = session.get(Persona, persona_id)
@@ -182,6 +185,7 @@ def rollback(persona_id: int, actor: str = "", notes: str = "") -> ModelEntry:
 
 def archive(model: str | int, actor: str = "", notes: str = "") -> ModelEntry:
     """Take a model out of use (kept, with its history); a deployed model must be replaced first."""
+    access.check("deploy")
     entry = get(model)
     with session_scope() as session:
         entry = session.get(ModelEntry, entry.id)
@@ -200,6 +204,7 @@ def archive(model: str | int, actor: str = "", notes: str = "") -> ModelEntry:
 
 
 def restore(model: str | int, actor: str = "", notes: str = "") -> ModelEntry:
+    access.check("deploy")
     entry = get(model)
     with session_scope() as session:
         entry = session.get(ModelEntry, entry.id)

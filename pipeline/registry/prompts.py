@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from pipeline import access, limits
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.llm import gateway
@@ -65,14 +66,16 @@ def get_version(persona_id: int, version: int) -> PromptVersion:
 
 
 def add_version(persona_id: int, text: str, source: str = "edited", based_on=(), notes: str = "", by: str = ""):
-    text = (text or "").strip()
+    access.check("edit_persona")
+    text = limits.typed((text or "").strip(), limits.SYSTEM_PROMPT, "The system prompt")
+    notes = limits.typed(notes, limits.NOTES, "The note")
     if len(text) < 20:
         raise UserFacingError("A system prompt needs a few sentences (at least 20 characters).")
     versions(persona_id)  # version 1 first
     with session_scope() as session:
         last = session.exec(select(func.max(PromptVersion.version)).where(PromptVersion.persona_id == persona_id)).one()
         row = PromptVersion(persona_id=persona_id, version=(last or 0) + 1, system_prompt=text, source=source,
-                            based_on=list(based_on), notes=notes, created_by=by)  # fmt: skip
+                            based_on=list(based_on), notes=notes, created_by=access.actor(by))  # fmt: skip
         session.add(row)
         session.flush()
         session.refresh(row)
@@ -93,6 +96,7 @@ def examples_for(persona_id: int, limit: int = MAX_EXAMPLES) -> list[Example]:
 
 def propose(persona_id: int, model: str, by: str = "") -> PromptVersion:
     """Ask `model` for a better system prompt from the persona's best examples; kept as a new version."""
+    access.check("edit_persona")
     with session_scope() as session:
         persona = session.get(Persona, persona_id)
     chosen = examples_for(persona_id)
@@ -110,6 +114,7 @@ def propose(persona_id: int, model: str, by: str = "") -> PromptVersion:
 
 def activate(persona_id: int, version: int) -> Persona:
     """Make a version the persona's system prompt (used by generation, the playground and evaluation)."""
+    access.check("edit_persona")
     chosen = get_version(persona_id, version)
     with session_scope() as session:
         for row in session.exec(select(PromptVersion).where(PromptVersion.persona_id == persona_id)).all():
@@ -134,6 +139,7 @@ def diff(persona_id: int, first: int, second: int) -> str:
 
 def create_variant(persona_id: int, base_model: str, version: int, few_shot: bool = False) -> ModelEntry:
     """A prompt-only model: `base_model` with prompt version `version` (and gold-star few-shot examples)."""
+    access.check("edit_persona")
     get_version(persona_id, version)
     with session_scope() as session:
         persona = session.get(Persona, persona_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
+from pipeline import access, limits
 from pipeline.datasets import tokens
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
@@ -54,6 +55,7 @@ def _usable(example: Example, what: str) -> None:
 def bulk(ids: list[int], action: str) -> dict[str, int]:
     """accept | reject | reset | star | unstar on many examples: {"changed", "skipped"} (failed ones,
     and unfinished ones: still generating or cancelled)."""
+    access.check("review")
     changes = {
         "accept": {"status": "accepted"},
         "reject": {"status": "rejected"},
@@ -119,10 +121,11 @@ def set_rating(example_id: int, rating: int | None) -> Example:
 
 
 def set_notes(example_id: int, notes: str) -> Example:
-    return _update(example_id, "", notes=notes or "")
+    return _update(example_id, "", notes=limits.typed(notes, limits.NOTES, "The note"))
 
 
 def _update(example_id: int, what: str, **values) -> Example:
+    access.check("review")
     with session_scope() as session:
         example = session.get(Example, example_id)
         if example is None:
@@ -143,7 +146,8 @@ def _update(example_id: int, what: str, **values) -> Example:
 
 def edit_response(example_id: int, text: str, editor: str = "") -> Example:
     """Replace the response; the first version stays in original_response and every change is logged."""
-    text = (text or "").strip()
+    access.check("review")
+    text = limits.typed((text or "").strip(), limits.RESPONSE, "The edited response")
     if not text:
         raise UserFacingError("The response cannot be empty; reject the example instead.")
     with session_scope() as session:
@@ -153,7 +157,9 @@ def edit_response(example_id: int, text: str, editor: str = "") -> Example:
         _not_in_the_making(example)
         if text == example.response.strip():
             return example
-        session.add(ExampleEdit(example_id=example_id, editor=editor, before=example.response, after=text))
+        session.add(
+            ExampleEdit(example_id=example_id, editor=access.actor(editor), before=example.response, after=text)
+        )
         if example.original_response is None:
             example.original_response = example.response
         example.response = text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from pipeline import jobs, settings
+from pipeline import access, jobs, settings
 from pipeline.datasets import build, checks, targets
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
@@ -169,6 +169,7 @@ def prepare(config: TrainingConfig) -> Path:
 
 def start(config: TrainingConfig, started_by: str = "", run_here: bool = False) -> Job:
     """Queue the training for the background worker, or with `run_here` claim it for this process."""
+    access.check("train")
     checked = plan(config)
     if not checked.eligible:
         raise UserFacingError("Cannot start: " + " ".join(checked.problems))
@@ -183,6 +184,7 @@ def start(config: TrainingConfig, started_by: str = "", run_here: bool = False) 
 
 
 def resume(job_id: int) -> Job:
+    access.check("train")
     job = jobs.get(job_id)
     if job.kind not in KIND.values():
         raise UserFacingError(f"Job {job_id} is not a training job.")
