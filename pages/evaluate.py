@@ -65,6 +65,8 @@ with st.container(border=True):
         key="eval_judge",
         format_func=lambda m: "Offline (no key): persona similarity + likelihood" if m == "offline" else m,
     )
+    if note := service.judge_note():
+        a.caption(note)
     max_battles = b.number_input(
         "Budget: battles",
         1,

@@ -113,3 +113,10 @@ def test_generates_count_is_kept_after_a_visit_to_another_page():
     at.switch_page("pages/generate.py").run()
     assert not at.exception
     assert at.number_input(key="gen_examples").value == 4
+
+
+def test_evaluate_says_how_to_get_an_llm_judge_when_no_key_is_set():
+    at = open_app("pages/evaluate.py")
+    assert not at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "An LLM judge needs a provider key" in captions and "secrets.toml" in captions
