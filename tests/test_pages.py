@@ -155,7 +155,7 @@ def test_duplicate_and_delete_from_the_page():
 
     delete = next(b for b in at.button if b.label == "Delete persona")
     assert delete.disabled  # needs the confirmation first
-    copy = personas.get_persona("collaborative (copy)")
+    copy = personas.get_persona("collaborative copy")
     at.checkbox(key=f"confirm_delete_{copy.id}").check().run()
     next(b for b in at.button if b.label == "Delete persona").click().run()
     assert not at.exception
