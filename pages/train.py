@@ -113,7 +113,7 @@ if backend == "local":
         f"Trains a small add-on to the model (a LoRA adapter) on {hardware.detect().in_words}. "
         f"Technical: {hardware.detect().description}, adapter size {config.lora_r}."
     )
-for problem in plan.problems:
+for problem in [*plan.problems, *([plan.missing_key] if plan.missing_key else [])]:
     st.error(problem)
 for note in plan.notes:
     st.warning(note)
@@ -123,7 +123,7 @@ confirmed = True
 if plan.needs_confirmation:
     hours = f"{plan.seconds / 3600:.1f}".removesuffix(".0")
     confirmed = st.checkbox(f"Yes, start a run of about {hours} h", key="train_confirm_long")
-if st.button("Start training", type="primary", disabled=not (plan.eligible and confirmed), key="train_start"):
+if st.button("Start training", type="primary", disabled=not (plan.can_start and confirmed), key="train_start"):
     try:
         job = service.start(config, started_by=st.session_state.get("user_name", ""))
     except UserFacingError as exc:

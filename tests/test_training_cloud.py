@@ -121,7 +121,11 @@ def test_a_bad_key_and_a_missing_key_are_explained(dataset, openai_api, monkeypa
     job, _ = run_here(service.start(openai_config(dataset)))
     assert job.error == "OpenAI refused the API key while trying to upload the train file; check OPENAI_API_KEY."
     monkeypatch.delenv("OPENAI_API_KEY")
-    job, _ = run_here(service.start(openai_config(dataset)))
+    with pytest.raises(UserFacingError, match="This needs OPENAI_API_KEY: put it in .*secrets.toml"):
+        service.start(openai_config(dataset))  # refused before launch, with where to put the key
+    # a key removed after launch: the job itself says so
+    queued = jobs.submit("train_openai", {"config": openai_config(dataset).model_dump(mode="json")})
+    job, _ = run_here(queued)
     assert "needs OPENAI_API_KEY" in job.error
 
 

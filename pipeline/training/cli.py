@@ -83,11 +83,13 @@ def run(args) -> int:
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
     if not plan.eligible:
-        raise UserFacingError("Cannot start: " + " ".join(plan.problems))
-    if args.prepare_only:
+        raise UserFacingError(plan.refusal())
+    if args.prepare_only:  # needs no key: nothing reaches the provider
         folder = service.prepare(config)
         print(f"Prepared the files in {folder}; nothing was started.")
         return 0
+    if not plan.can_start:
+        raise UserFacingError(plan.refusal())
     job = service.start(config, started_by=jobs.default_user(), run_here=not args.queue)
     if args.queue:
         print(f"Queued training job {job.id}; follow it with `python -m pipeline jobs show {job.id}`.")

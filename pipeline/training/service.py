@@ -40,6 +40,7 @@ class Plan:
     problems: list[str] = field(default_factory=list)  # each stops a launch
     notes: list[str] = field(default_factory=list)
     rough: bool = False  # no earlier local training measured on this machine: the time is a first guess
+    missing_key: str | None = None  # the backend's key is not set: files can be prepared, nothing started
 
     @property
     def needs_confirmation(self) -> bool:
@@ -47,7 +48,15 @@ class Plan:
 
     @property
     def eligible(self) -> bool:
+        """The data and settings can train (the files can be prepared)."""
         return not self.problems
+
+    @property
+    def can_start(self) -> bool:
+        return self.eligible and self.missing_key is None
+
+    def refusal(self) -> str:
+        return "Cannot start: " + " ".join([*self.problems, *([self.missing_key] if self.missing_key else [])])
 
 
 def plan(config: TrainingConfig) -> Plan:
@@ -75,8 +84,6 @@ def plan(config: TrainingConfig) -> Plan:
         )
     if config.method == "dpo" and config.backend == "openai":
         problems.append("DPO here runs locally or on Together; OpenAI preference tuning is not wired up.")
-    if reason := missing_key(config.backend):
-        problems.append(reason)
     if config.qlora and hardware.detect().device != "cuda":
         problems.append("QLoRA needs a CUDA GPU; this machine has none. Switch it off.")
     if config.backend != "local" and config.resolved_base().startswith("local/"):
@@ -101,6 +108,7 @@ def plan(config: TrainingConfig) -> Plan:
         problems,
         notes,
         rough,
+        missing_key(config.backend),
     )
 
 
@@ -171,8 +179,8 @@ def start(config: TrainingConfig, started_by: str = "", run_here: bool = False) 
     """Queue the training for the background worker, or with `run_here` claim it for this process."""
     access.check("train")
     checked = plan(config)
-    if not checked.eligible:
-        raise UserFacingError("Cannot start: " + " ".join(checked.problems))
+    if not checked.can_start:
+        raise UserFacingError(checked.refusal())
     name = f"{config.method.upper()} {config.dataset} → {config.resolved_base()} ({config.backend})"
     return jobs.submit(
         KIND[config.backend],
