@@ -11,11 +11,13 @@ ForegroundExecutor  a job a command line runs in its own process: the monitor ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from pipeline import settings
 from pipeline.jobs import runfolder
@@ -56,6 +58,13 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _stop(send: Callable[[int, int], None], pid: int | None, force: bool) -> None:
+    """Ask a process to stop (SIGTERM: it saves what it has), or with `force` make it (SIGKILL)."""
+    if pid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone, or not ours
+            send(pid, signal.SIGKILL if force else signal.SIGTERM)
 
 
 def _signal_words(code: int) -> str:
@@ -99,12 +108,7 @@ class LocalExecutor(Executor):
         return child.poll() if child is not None else None
 
     def cancel(self, job: Job, force: bool) -> None:
-        if not job.pid:
-            return
-        try:
-            os.killpg(job.pid, signal.SIGKILL if force else signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _stop(os.killpg, job.pid, force)  # the whole process group: a cancel reaches its children too
 
     def finished(self) -> dict[int, int]:
         return {job_id: code for job_id, child in self.children.items() if (code := child.poll()) is not None}
@@ -132,12 +136,7 @@ class ForegroundExecutor(Executor):
         return None
 
     def cancel(self, job: Job, force: bool) -> None:
-        if not job.pid:
-            return
-        try:
-            os.kill(job.pid, signal.SIGKILL if force else signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _stop(os.kill, job.pid, force)  # that one process: it is not a group of the monitor's making
 
 
 def build(name: str) -> Executor:
