@@ -50,7 +50,7 @@ if "studio_opened" not in st.session_state:
 
 # imported after the shell is drawn: they take seconds on a first run
 from pages import dot, identity, remember_page_settings, session_user  # noqa: E402
-from pipeline import access, settings, startup  # noqa: E402
+from pipeline import access, clock, settings, startup  # noqa: E402
 from pipeline.errors import UserFacingError  # noqa: E402
 from pipeline.jobs import monitor  # noqa: E402
 
@@ -69,6 +69,7 @@ if access.login_configured():
     user = access.user(*found)
     st.session_state["user_name"] = user.label  # the who of every action
 st.session_state["studio_user"] = user  # for the parts of a page that refresh on their own (fragments)
+clock.use_zone(st.context.timezone, lambda: st.context.timezone)  # times on every page in the browser's zone
 access.use(user, session_user)  # for every pipeline call in this run; None: no login, everything allowed
 startup.init(with_model=False)  # migrations and sample personas; cheap once done
 if os.environ.get("STUDIO_AUTOSTART_MONITOR", "1") != "0":

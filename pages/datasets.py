@@ -5,7 +5,7 @@ route_through_app()
 import pandas as pd
 import streamlit as st
 
-from pipeline import charts, personas
+from pipeline import charts, clock, personas
 from pipeline.datasets import build, checks, formats, importer, preferences, purge, targets
 from pipeline.errors import UserFacingError
 from pipeline.review.filters import ExampleFilter
@@ -140,7 +140,7 @@ with tab_saved:
                         "system prompt": "yes" if d.include_system_prompt else "no",
                         "filter": ", ".join(f"{k}={v}" for k, v in d.filter.items() if k != "persona_id"),
                         "hash": d.content_hash[:12],
-                        "created": d.created_at,
+                        "created": clock.local(d.created_at),
                     }
                     for d in saved
                 ]

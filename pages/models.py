@@ -5,7 +5,7 @@ route_through_app()
 import pandas as pd
 import streamlit as st
 
-from pipeline import charts, personas
+from pipeline import charts, clock, personas
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import service as evaluation
 from pipeline.registry import export, figures, lifecycle
@@ -136,7 +136,7 @@ with tabs[5]:
         versions = prompt_versions.versions(persona.id)
         st.dataframe(
             pd.DataFrame([{"version": v.version, "active": "●" if v.active else "", "source": v.source,
-                           "created": v.created_at, "prompt": v.system_prompt} for v in versions]),
+                           "created": clock.local(v.created_at), "prompt": v.system_prompt} for v in versions]),
             hide_index=True, width="stretch",
         )  # fmt: skip
         a, b = st.columns([2, 1])

@@ -5,7 +5,7 @@ route_through_app()
 import pandas as pd
 import streamlit as st
 
-from pipeline import charts, personas
+from pipeline import charts, clock, personas
 from pipeline.errors import UserFacingError
 from pipeline.generation import service as generation
 from pipeline.generation.config import DOCUMENT_TYPES
@@ -197,7 +197,10 @@ with st.expander("Edit the response" + (f" · {len(history)} edit(s) so far" if 
         st.container(height=200, border=True).markdown(example.original_response)
         st.dataframe(
             pd.DataFrame(
-                [{"when": e.at, "who": e.editor or "—", "words after": len(e.after.split())} for e in history]
+                [
+                    {"when": clock.local(e.at), "who": e.editor or "—", "words after": len(e.after.split())}
+                    for e in history
+                ]
             ),
             hide_index=True,
         )

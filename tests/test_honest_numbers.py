@@ -79,6 +79,21 @@ def test_the_minimum_is_a_setting(monkeypatch):
     assert any(f"{TUNED} beats {BASE}" in m.value for m in at.markdown)
 
 
+def test_a_head_to_head_claim_needs_the_minimum_between_that_pair_not_only_per_contestant():
+    other = "local/other-ft"
+    # every contestant has 40 or more battles, but the tuned model met the base only 10 times
+    seeded_run({(TUNED, other): mixed(30, 0.6), (other, BASE): mixed(30, 0.6, 1), (TUNED, BASE): mixed(10, 0.7, 2)})
+    at = open_app("pages/leaderboard.py")
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "rating" in d.value.columns)
+    assert not any("not enough" in str(r) for r in table["rating"])  # ratings: each contestant has its 30
+    said = [m.value for m in at.markdown]
+    assert any(f"{TUNED} against {BASE}: not enough battles between {TUNED} and {BASE} yet (10 of 30)" in m
+               for m in said)  # fmt: skip
+    assert any(f"{other} beats {BASE}" in m for m in said)  # 30 battles between them: said with its interval
+    assert not any(f"{TUNED} beats {BASE}" in m for m in said)
+
+
 def test_home_and_models_show_the_leaderboards_own_figure():
     job_id = seeded_run({(TUNED, BASE): mixed(40, 0.7)})
     with session_scope() as session:  # as update_registry leaves it: a snapshot that later votes make stale

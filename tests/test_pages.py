@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -320,6 +322,10 @@ def test_monitoring_page_lists_jobs_with_badges_progress_and_eta():
     training = table[table["id"] == made["training"]].iloc[0]
     assert training["progress"] == 0.25 and training["done"] == "30 / 120 steps"
     assert training["eta"].startswith("3m")  # 30 steps took 60 s (and the seconds since); 90 to go
+    # when each started, in local time to the minute with its zone: never a raw "+00:00" timestamp
+    assert (
+        re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} \S+", training["started"]) and "+00:00" not in training["started"]
+    )
 
 
 def test_monitoring_page_draws_the_training_curves_and_can_cancel():

@@ -121,6 +121,19 @@ class Board:
                 found[o.b] = found.get(o.b, 0) + 1
         return found
 
+    def pair_count(self, first: str, second: str) -> int:
+        """Battles between these two contestants, either order."""
+        return sum(1 for o in self.outcomes if o.rated and {o.a, o.b} == {first, second})
+
+    def pair_rated(self, first: str, second: str) -> bool:
+        """Whether a head-to-head claim ("X beats Y 80% of the time") has the minimum behind it: the
+        ratings need every contestant to have the minimum, and this pair must have met that often too."""
+        return self.state == "rated" and self.pair_count(first, second) >= self.min_battles
+
+    def not_enough_pair(self, first: str, second: str) -> str:
+        n = self.pair_count(first, second)
+        return f"not enough battles between {first} and {second} yet ({n} of {self.min_battles})"
+
     @property
     def fewest(self) -> tuple[str, int]:
         """The contestant with the fewest battles, and how many."""
@@ -157,6 +170,8 @@ class Board:
             return None
         if self.state != "rated" or name not in self.overall.rating:
             return not_enough(self.per_contestant.get(name, 0), self.min_battles)
+        if not self.pair_rated(name, self.anchor):
+            return self.not_enough_pair(name, self.anchor)
         p, lo, hi = self.overall.win_probability(name, self.anchor)
         return f"{p:.0%} ({lo:.0%}–{hi:.0%})"
 
@@ -179,7 +194,7 @@ class Board:
         """What the Models page shows for one contestant: the Leaderboard's own figures and their basis."""
         rated = self.state == "rated" and name in (self.overall.rating if self.overall else {})
         p = None
-        if rated and name != self.anchor and self.anchor in self.overall.rating:
+        if rated and name != self.anchor and self.anchor in self.overall.rating and self.pair_rated(name, self.anchor):
             p = self.overall.win_probability(name, self.anchor)[0]
         return {
             "rating": self.overall.rating[name] if rated else None,
@@ -240,7 +255,7 @@ class Board:
             )
         top = self.overall.contestants[0]
         line = f"{top} leads at {self.rating_text(top)}"
-        if self.anchor in self.overall.rating and top != self.anchor:
+        if self.anchor in self.overall.rating and top != self.anchor and self.pair_rated(top, self.anchor):
             line += f", beating {self.anchor} {self.win_text(top).replace(' (', ' of the time (', 1)}"
         return line + f" · {self.basis} · {self.judge_label.split(':')[0]}"
 
@@ -251,6 +266,9 @@ class Board:
         lines = []
         for name in self.overall.contestants:
             if name == self.anchor:
+                continue
+            if not self.pair_rated(name, self.anchor):
+                lines.append(f"{name} against {self.anchor}: {self.not_enough_pair(name, self.anchor)}.")
                 continue
             p, lo, hi = self.overall.win_probability(name, self.anchor)
             lines.append(f"{name} beats {self.anchor} {p:.0%} of the time ({lo:.0%}–{hi:.0%}).")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import select
 
-from pipeline import jobs
+from pipeline import clock, jobs
 from pipeline.db import session_scope
 from pipeline.jobs import runfolder
 from pipeline.models import Job, LLMCall
@@ -80,6 +80,7 @@ def rows(limit: int = 200) -> list[dict]:
                 "done": f"{job.progress_done} / {job.progress_total} {job.progress_unit}" if job.progress_total else "",
                 "elapsed": duration(timing.elapsed_s),
                 "eta": duration(timing.eta_s),
+                "started": clock.local(job.started_at or job.created_at),
                 "started by": job.started_by or "—",
                 "cost": spent.get(job.id, 0.0),
             }
@@ -98,7 +99,7 @@ def split_log(text: str) -> tuple[str, str]:
     said, technical, introduced = [], [], False
     for line in text.splitlines():
         if STAMPED.match(line):
-            said.append(line)
+            said.append(clock.local_log(line))
             introduced = line.endswith(":")
         elif introduced:
             said.append(line)

@@ -36,7 +36,7 @@ from watchdog.observers import Observer
 
 from pipeline import settings
 from pipeline.db import session_scope
-from pipeline.jobs import executors, ingest, runfolder, states
+from pipeline.jobs import executors, ingest, queue, runfolder, states
 from pipeline.models import Job, utcnow
 
 log = logging.getLogger("pipeline.monitor")
@@ -278,6 +278,7 @@ class Monitor:
 
     def check_running(self) -> None:
         self._reap_finished()
+        stopped: list[tuple[str, int]] = []
         with session_scope() as session:
             for job in list(session.exec(select(Job).where(Job.status == states.RUNNING))):
                 if job.kind in CLOUD_POLLERS:
@@ -301,7 +302,17 @@ class Monitor:
                         exit_code=code,
                     ):
                         log.warning("job %s failed: %s", job.id, reason)
+                        stopped.append((job.kind, job.id))
                 self._forget(job.id)
+        self._tidy(stopped)
+
+    def _tidy(self, stopped: list[tuple[str, int]]) -> None:
+        """After the ends are committed (a second writer inside that unit would wait on SQLite's lock)."""
+        for kind, job_id in stopped:
+            try:
+                queue.after_stop(kind, job_id)
+            except Exception:  # noqa: BLE001 - tidying one job must not stop the monitor
+                log.exception("job %s: tidying after its end failed", job_id)
 
     def _reap_finished(self) -> None:
         """Collect exit codes of children whose jobs already reported their end."""
@@ -333,6 +344,7 @@ class Monitor:
 
     def pass_on_cancels(self) -> None:
         now = time.monotonic()
+        stopped: list[tuple[str, int]] = []
         with session_scope() as session:
             wanted = session.exec(select(Job).where(Job.cancel_requested, Job.status.in_(states.ACTIVE)))
             for job in list(wanted):
@@ -350,15 +362,17 @@ class Monitor:
                     log.info("job %s: cancel requested, asked it to stop", job.id)
                 elif now - self.cancel_sent[job.id] > self.cancel_grace_s:
                     watcher.cancel(job, force=True)
-                    states.transition(
+                    if states.transition(
                         job.id,
                         states.RUNNING,
                         states.CANCELLED,
                         attempt=job.attempt,
                         session=session,
                         error=f"did not stop within {int(self.cancel_grace_s)} s of the cancel; stopped by force",
-                    )
+                    ):
+                        stopped.append((job.kind, job.id))
                     self._forget(job.id)
+        self._tidy(stopped)
 
     def poll_cloud(self) -> None:
         if not CLOUD_POLLERS:

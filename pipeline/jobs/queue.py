@@ -36,6 +36,11 @@ KINDS: dict[str, str] = {
     "train_together": "pipeline.training.together_backend:run",
     "evaluation": "pipeline.evaluation.job:run",
 }
+# What a kind must tidy when its process dies without a last word (SIGKILL, lost heartbeat, forced
+# cancel): the monitor calls it after recording the end. `(job_id) -> None`.
+STOP_HOOKS: dict[str, str] = {
+    "generation": "pipeline.generation.runner:mark_cancelled",
+}
 KIND_LABELS = {
     "probe": "Worker check",
     "generation": "Generation",
@@ -177,5 +182,15 @@ def default_user() -> str:
 
 
 def kind_function(kind: str):
-    module_name, _, attribute = KINDS[kind].partition(":")
+    return _load(KINDS[kind])
+
+
+def _load(path: str):
+    module_name, _, attribute = path.partition(":")
     return getattr(importlib.import_module(module_name), attribute)
+
+
+def after_stop(kind: str, job_id: int) -> None:
+    """Tidy what a job that died mid-work left behind (its kind's STOP_HOOKS entry), if anything."""
+    if kind in STOP_HOOKS:
+        _load(STOP_HOOKS[kind])(job_id)

@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import select
 
+from pipeline import clock
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.llm import embedded
@@ -311,7 +312,7 @@ def summary(entry: ModelEntry, live: bool = False) -> dict:
         "backend": entry.backend,
         "base": entry.base_model,
         "status": entry.status,
-        "created": entry.created_at.strftime("%Y-%m-%d %H:%M") if entry.created_at else None,
+        "created": clock.local(entry.created_at),
         "rating": _round(figures.get("rating")),
         "rating ±": _round((upper - lower) / 2) if lower is not None and upper is not None else None,
         "rated as": mode,
