@@ -82,7 +82,17 @@ st.dataframe(
 
 names = board.overall.contestants if board.state == "rated" else list(board.per_contestant)
 tabs = st.tabs(
-    ["Wins and losses", "Traits", "Prompt groups", "Length", "Judge health", "Persona likelihood", "Battles", "Reports"]
+    [
+        "Wins and losses",
+        "Traits",
+        "Prompt groups",
+        "Length",
+        "Judge health",
+        "Persona likelihood",
+        "Prompt fidelity",
+        "Battles",
+        "Reports",
+    ]
 )
 with tabs[0]:
     st.plotly_chart(
@@ -162,6 +172,19 @@ with tabs[5]:
     else:
         st.info("Persona likelihood is measured for local models on held-out prompts with gold replies.")
 with tabs[6]:
+    if board.fidelity:
+        st.plotly_chart(board.figure("fidelity"), width="stretch", key="board_fidelity")
+        st.caption(
+            f"Offline measure on {board.fidelity[0]['prompts']} held-out prompts: how close each local contestant, "
+            "as it is asked, comes to its base model with the persona's prompt (KL divergence per token of the "
+            "prompted base's own replies). 0% = the base without the prompt, 100% = the base with it."
+        )
+        st.dataframe(leaderboard.fidelity_rows(board.fidelity), hide_index=True)
+    else:
+        st.info(
+            "Prompt fidelity is measured for local models on held-out prompts when the persona has a system prompt."
+        )
+with tabs[7]:
     a, b, c = st.columns(3)
     first = a.selectbox("Contestant", names, key="board_drill_a")
     second = b.selectbox("against", [n for n in names if n != first], key="board_drill_b")
@@ -178,7 +201,7 @@ with tabs[6]:
             right.markdown(f"**{outcome.b}**\n\n{outcome.response_b}")
             for reason in outcome.reasons:
                 st.caption(f"{outcome.judge}: {reason}")
-with tabs[7]:
+with tabs[8]:
     if st.button("Write the reports", key="board_write"):
         st.session_state["board_reports"] = {k: str(v) for k, v in report.write(run_id).items()}
     written = st.session_state.get("board_reports")

@@ -301,12 +301,19 @@ def test_a_keyless_run_on_the_embedded_model_gives_a_labelled_leaderboard_and_re
     assert board.offline and "persona similarity" in board.judge_label and "not quality" in board.judge_label
     assert board.overall is not None and board.overall.rating[base] == pytest.approx(1000)
     assert {row["contestant"] for row in board.likelihood} == {base, f"{base} + prompt"}
+    # prompt fidelity: the prompted base against itself closes the whole gap, the plain base none of it
+    fidelity = {row["contestant"]: row for row in board.fidelity}
+    assert fidelity[f"{base} + prompt"]["kl"] == pytest.approx(0, abs=1e-4)
+    assert fidelity[f"{base} + prompt"]["gap_closed"] == pytest.approx(100, abs=0.1)
+    assert fidelity[base]["gap_closed"] == pytest.approx(0, abs=1e-6) and fidelity[base]["kl"] > 0.05
+    assert fidelity[base]["prompts"] == 2 and fidelity[base]["tokens"] > 2
     with session_scope() as session:
         entry = session.exec(select(ModelEntry).where(ModelEntry.reference == base)).one()
         assert not session.exec(select(TraitScore)).all()  # no LLM judge, no trait scores
         assert not session.exec(select(LLMCall).where(LLMCall.purpose == "judge")).all()
     assert set(entry.metrics["quality"]) == {"plain", "prompt"}
     assert entry.metrics["quality"]["plain"]["rating"] == pytest.approx(1000)
+    assert entry.metrics["quality"]["prompt"]["prompt_fidelity"]["gap_closed"] == pytest.approx(100, abs=0.1)
     # and the report command reads it back
     paths = report.write(job.id)
     assert paths["battles"].read_text().count("model_a") >= 1

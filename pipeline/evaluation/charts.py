@@ -166,6 +166,37 @@ def length_chart(rated, controlled: dict, lengths: dict[str, float], title: str)
     return figure
 
 
+def fidelity_chart(rows: list[dict]) -> go.Figure:
+    """Gap closed per contestant, bars with 95% intervals: 0% = base without the prompt, 100% = with it."""
+    shown = [r for r in rows if r.get("gap_closed") is not None]
+    figure = go.Figure(
+        go.Bar(
+            x=[r["gap_closed"] for r in shown],
+            y=[r["contestant"] for r in shown],
+            orientation="h",
+            text=[f"{r['gap_closed']:.0f}%" for r in shown],
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [max(0.0, (r["gap_upper"] or r["gap_closed"]) - r["gap_closed"]) for r in shown],
+                "arrayminus": [max(0.0, r["gap_closed"] - (r["gap_lower"] or r["gap_closed"])) for r in shown],
+            },
+        )
+    )
+    values = [v for r in shown for v in (r["gap_lower"], r["gap_upper"], r["gap_closed"]) if v is not None]
+    low, high = min([0.0, *values]), max([100.0, *values])
+    figure.add_vline(x=0, line_dash="dot", annotation_text="base without prompt", annotation_position="bottom")
+    figure.add_vline(x=100, line_dash="dot", annotation_text="base with prompt", annotation_position="top")
+    figure.update_layout(
+        title="Offline: prompt fidelity (share of the gap to the prompted base closed, 95% interval)",
+        xaxis_title="gap closed, %",
+        xaxis={"range": [low - 5, high + 5]},
+        height=HEIGHT,
+        margin={"l": 10, "r": 10, "t": 50, "b": 40},
+    )
+    return figure
+
+
 def likelihood_chart(rows: list[dict]) -> go.Figure:
     names = [r["contestant"] for r in rows]
     figure = go.Figure(

@@ -113,6 +113,12 @@ def _print_board(job_id: int, as_json: bool) -> int:
     print(f"{counts['rated']} rated battles, {counts.get('missing', 0)} missing, {counts.get('unparsed', 0)} unparsed")
     for row in board.likelihood:
         print(f"persona likelihood {row['contestant']}: {row['mean']:.3f} ({row['lower']:.3f}–{row['upper']:.3f})")
+    for row in board.fidelity:
+        if row["gap_closed"] is not None:
+            print(
+                f"prompt fidelity {row['contestant']}: {row['gap_closed']:.0f}% of the gap closed "
+                f"({row['gap_lower']:.0f}%–{row['gap_upper']:.0f}%), KL {row['kl']:.3f}/token"
+            )
     return 0
 
 

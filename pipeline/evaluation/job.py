@@ -1,7 +1,7 @@
 """The `evaluation` job kind: replies from every contestant, then judging, adaptively, within a budget.
 
 1. Every contestant answers every prompt once (saved as each lands; a resumed job skips them).
-2. Persona likelihood for local contestants (offline, cheap, always).
+2. Persona likelihood and prompt fidelity for local contestants (offline, cheap, always).
 3. Battles: each pair on a few prompts first, then judging effort goes where ratings still overlap
    (`ratings.next_pairs`), until the order is separated, every interval is narrow enough, or the
    battle or cost budget is spent. A judgement already made (same judge, criterion, order and
@@ -23,7 +23,7 @@ from sqlmodel import select
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import contestants as cs
-from pipeline.evaluation import judge, leaderboard, offline, ratings, report, results
+from pipeline.evaluation import fidelity, judge, leaderboard, offline, ratings, report, results
 from pipeline.evaluation.prompts import Prompt, PromptSet
 from pipeline.jobs.context import JobContext
 from pipeline.llm import embedded, gateway
@@ -93,6 +93,7 @@ class Evaluation:
         if self.ctx.cancelled():
             return {}
         self.likelihoods()
+        self.fidelities()
         await self.battles()
         if not self.ctx.cancelled() and self.settings.trait_scores and not self.offline:
             await self.score_traits()
@@ -177,6 +178,46 @@ class Evaluation:
             found.append(offline.persona_likelihood(contestant.name, loaded, conversations).to_dict())
             self.ctx.report_progress(done, len(local), unit="models", message=f"likelihood: {contestant.name}")
         report.save_likelihood(self.ctx.folder, found)
+
+    def fidelities(self) -> None:
+        """Prompt fidelity of every local contestant against its base model with the persona's prompt."""
+        held = [p for p in self.prompts.values() if p.group == "held-out" and p.parent is None]
+        held = held[: fidelity.PROMPTS]
+        local = [c for c in self.contestants if c.model.startswith("local/")]
+        if not held or not local or not self.persona.system_prompt.strip():
+            return
+        by_base: dict[str, list[cs.Contestant]] = {}
+        for contestant in local:
+            by_base.setdefault(fidelity.base_of(contestant.model.removeprefix("local/")), []).append(contestant)
+        self.ctx.report_progress(0, len(local), unit="models", message="prompt fidelity on held-out prompts")
+        found, done = [], 0
+        for base, members in by_base.items():
+            conversations = [p.conversation() for p in held]
+            replies = self._prompted_replies(base, held) or fidelity.teacher_replies(
+                base, self.persona.system_prompt, conversations, self.settings.seed
+            )
+            students = {
+                c.name: (
+                    c.model.removeprefix("local/"),
+                    [cs.messages_for(c, self.persona, v, []) for v in conversations],
+                )
+                for c in members
+            }
+            found += [
+                f.to_dict()
+                for f in fidelity.measure(base, self.persona.system_prompt, conversations, replies, students)
+            ]
+            done += len(members)
+            self.ctx.report_progress(done, len(local), unit="models", message=f"prompt fidelity: local/{base}")
+        report.save_fidelity(self.ctx.folder, found)
+
+    def _prompted_replies(self, base: str, held: list[Prompt]) -> list[str] | None:
+        """The prompted base's replies this run already has (the contestant "local/BASE + prompt"), if all are there."""
+        name = cs.Contestant(f"local/{base}", "prompt").name
+        found = [self.replies.get((p.id, name)) for p in held]
+        if all(r is not None and not r.error and r.text.strip() for r in found):
+            return [r.text for r in found]
+        return None
 
     # --- 3. battles -------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from pipeline.models import Battle, Job, TraitScore
 
 CONSISTENCY_WARNING = 0.65
 LIKELIHOOD_FILE = "likelihood.json"
+FIDELITY_FILE = "fidelity.json"
 DEFAULT_MIN_BATTLES = 30
 SOURCE_WORDS = {"judge": "the judge", "human": "human votes", "both": "the judge and human votes"}
 
@@ -71,6 +72,7 @@ class Board:
     length_controlled: dict | None = None
     trait_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     likelihood: list[dict] = field(default_factory=list)
+    fidelity: list[dict] = field(default_factory=list)
     health: dict = field(default_factory=dict)
     min_battles: int = DEFAULT_MIN_BATTLES
     _figures: dict = field(default_factory=dict, repr=False)
@@ -102,6 +104,7 @@ class Board:
                     "Ratings with and without a response-length control",
                 ),
                 "likelihood": lambda: charts.likelihood_chart(self.likelihood),
+                "fidelity": lambda: charts.fidelity_chart(self.fidelity),
             }
             self._figures[kind] = makers[kind]()
         return self._figures[kind]
@@ -305,6 +308,7 @@ def build(job_id: int, source: str = "both", rounds: int = 1000, seed: int = 0) 
     board.length_controlled = _length_controlled(overall, anchor)
     board.trait_scores = trait_scores(job_id)
     board.likelihood = likelihood(job_id)
+    board.fidelity = fidelity(job_id)
     board.health = health(results.outcomes(job_id, "both", judge.OVERALL, rows))
     return board
 
@@ -335,9 +339,9 @@ def version(job_id: int) -> tuple:
             select(func.count(TraitScore.id), func.max(TraitScore.id)).where(TraitScore.job_id == job_id)
         ).one()
         job = session.exec(select(Job.status, Job.progress_done, Job.finished_at).where(Job.id == job_id)).first()
-    path = runfolder.run_dir(job_id) / LIKELIHOOD_FILE
-    likelihood_at = path.stat().st_mtime_ns if path.exists() else None
-    return (battles_n, battles_top, scores_n, scores_top, tuple(job) if job else None, likelihood_at, min_battles())
+    files = [runfolder.run_dir(job_id) / name for name in (LIKELIHOOD_FILE, FIDELITY_FILE)]
+    written = tuple(path.stat().st_mtime_ns if path.exists() else None for path in files)
+    return (battles_n, battles_top, scores_n, scores_top, tuple(job) if job else None, written, min_battles())
 
 
 def _cached(key: tuple, make):
@@ -422,6 +426,32 @@ def trait_scores(job_id: int) -> pd.DataFrame:
 
 def likelihood(job_id: int) -> list[dict]:
     path = runfolder.run_dir(job_id) / LIKELIHOOD_FILE
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def fidelity_rows(rows: list[dict]) -> pd.DataFrame:
+    """The fidelity table as a page shows it: percentages with intervals, "—" for what is unknown."""
+
+    def percent(value) -> str:
+        return "—" if value is None else f"{value:.0f}%"
+
+    return pd.DataFrame(
+        [
+            {
+                "contestant": r["contestant"],
+                "gap closed": percent(r["gap_closed"]),
+                "95% interval": f"{percent(r['gap_lower'])}–{percent(r['gap_upper'])}",
+                "KL per token": "—" if r["kl"] is None else f"{r['kl']:.3f}",
+                "prompts": r["prompts"],
+                "reply tokens": r["tokens"],
+            }
+            for r in rows
+        ]
+    )
+
+
+def fidelity(job_id: int) -> list[dict]:
+    path = runfolder.run_dir(job_id) / FIDELITY_FILE
     return json.loads(path.read_text()) if path.exists() else []
 
 

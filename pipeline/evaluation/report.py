@@ -29,6 +29,11 @@ def save_likelihood(folder: Path, rows: list[dict]) -> None:
     (folder / leaderboard.LIKELIHOOD_FILE).write_text(json.dumps(_clean(rows), indent=2), encoding="utf-8")
 
 
+def save_fidelity(folder: Path, rows: list[dict]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / leaderboard.FIDELITY_FILE).write_text(json.dumps(_clean(rows), indent=2), encoding="utf-8")
+
+
 def _clean(value):
     """JSON has no NaN: unknown numbers become null."""
     if isinstance(value, float) and math.isnan(value):
@@ -67,6 +72,7 @@ def comparison(board: leaderboard.Board) -> dict:
             "length_controlled": board.length_controlled,
             "trait_scores": board.trait_scores.to_dict(orient="records"),
             "persona_likelihood": board.likelihood,
+            "prompt_fidelity": board.fidelity,
             "judge_health": board.health,
             "counts": board.counts(),
             "battles": [arena_row(o) for o in board.outcomes if o.rated],
@@ -165,6 +171,23 @@ def markdown(board: leaderboard.Board) -> str:
                 f"{row['examples']} |"
             )
         lines.append("")
+    if board.fidelity:
+        lines += [
+            "## Offline: prompt fidelity",
+            "",
+            "How close each contestant, as it is asked, comes to its base model with the persona's prompt: "
+            "KL divergence per reply token over the prompted base's own replies to held-out prompts (lower is "
+            "closer), and the share of the gap between the plain and the prompted base that it closes.",
+            "",
+            "| contestant | gap closed | 95% interval | KL per token | prompts |",
+            "|---|---|---|---|---|",
+        ]
+        for row in board.fidelity:
+            lines.append(
+                f"| {row['contestant']} | {_percent(row['gap_closed'])} | {_percent(row['gap_lower'])}–"
+                f"{_percent(row['gap_upper'])} | {row['kl']:.3f} | {row['prompts']} |"
+            )
+        lines.append("")
     health = board.health
     lines += ["## Judge health", ""]
     for key, label in (
@@ -177,6 +200,10 @@ def markdown(board: leaderboard.Board) -> str:
         lines.append(f"- {label}: {'n/a' if value is None else f'{value:.2f}'}")
     lines += [f"- ⚠ {w}" for w in health.get("warnings", [])]
     return "\n".join(lines) + "\n"
+
+
+def _percent(value) -> str:
+    return "—" if value is None else f"{value:.0f}%"
 
 
 def figures(board: leaderboard.Board) -> list:
@@ -201,6 +228,8 @@ def figures(board: leaderboard.Board) -> list:
         found.append(charts.trait_scores_chart(board.trait_scores, "Trait scores (LLM judge, 1–5)"))
     if board.likelihood:
         found.append(charts.likelihood_chart(board.likelihood))
+    if board.fidelity:
+        found.append(charts.fidelity_chart(board.fidelity))
     return found
 
 
@@ -252,6 +281,7 @@ def update_registry(job_id: int) -> int:
                 else None,
                 "trait_scores": {r["trait"]: r["mean"] for r in mine.to_dict(orient="records")},
                 "consistency": float(mine["spread"].mean()) if not mine.empty else None,
+                "prompt_fidelity": next((r for r in board.fidelity if r["contestant"] == name), None),
             }
             for entry in entries:  # a base model and its prompt-only variants share a reference
                 quality = dict(entry.metrics.get("quality", {}))
