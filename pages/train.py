@@ -23,7 +23,7 @@ if not datasets:
     st.stop()
 
 with st.container(border=True):
-    a, b, c = st.columns(3)
+    a, b = st.columns([1, 2])
     dataset = a.selectbox("Dataset", [d.name for d in datasets], key="train_dataset")
     backend = b.radio(
         "Where",
@@ -35,13 +35,16 @@ with st.container(border=True):
             + (" (needs a key)" if service.missing_key(name) else "")
         ),
     )
-    method = c.radio(
-        "Method",
-        ["sft", "dpo"],
+    method = st.radio(
+        "How it learns",
+        list(service.METHODS),
         horizontal=True,
         key="train_method",
-        format_func={"sft": "Supervised", "dpo": "Preferences (DPO)"}.get,
+        format_func=service.METHODS.get,
+        help="; ".join(f"{service.METHODS[m]}: {service.METHOD_HELP[m]}" for m in service.METHODS),
     )
+    suggested, why = service.recommended_method(backend)
+    st.caption(f"Recommended here: **{service.METHODS[suggested]}**. {why}")
     known = [t.base_model for t in targets.TARGETS if t.backend == backend]
     a, b = st.columns([2, 1])
     base = a.selectbox(

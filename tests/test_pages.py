@@ -622,7 +622,12 @@ def test_train_page_estimates_refuses_bad_settings_and_queues_a_job():
     at.radio(key="train_backend").set_value("openai").run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Cost (estimate)"].startswith("$") and metrics["Time (estimate)"] == "set by the provider"
+    assert any("Recommended here: **Prefer the persona's replies**" in c.value for c in at.caption)
+    at.radio(key="train_method").set_value("bake").run()
+    assert any("runs on this machine only" in e.value for e in at.error) and at.button(key="train_start").disabled
+    at.radio(key="train_method").set_value("sft").run()
     at.radio(key="train_backend").set_value("local").run()
+    assert any("Recommended here: **Bake the prompt in**" in c.value for c in at.caption)
     at.button(key="train_start").click().run()
     assert not at.exception
     [job] = jobs.list_jobs()
@@ -630,3 +635,21 @@ def test_train_page_estimates_refuses_bad_settings_and_queues_a_job():
     assert at.success[0].value == f"Queued training job {job.id}. Follow it on Live monitoring."
     table = next(d.value for d in at.dataframe if "job" in d.value.columns)
     assert list(table["status"]) == ["queued"]
+
+
+def test_train_page_bakes_the_prompt_in_with_a_longer_estimate_for_the_teacher_pass():
+    from pipeline import jobs
+    from pipeline.datasets import build
+    from pipeline.review.filters import ExampleFilter
+
+    _seeded(12, status="accepted")
+    build.save("for-baking", build.preview(ExampleFilter(persona_id=1, statuses=["accepted"])))
+    at = open_app("pages/train.py")
+    imitate = {m.label: m.value for m in at.metric}["Time (estimate)"]
+    at.radio(key="train_method").set_value("bake").run()
+    assert not at.exception and not at.error
+    baked = {m.label: m.value for m in at.metric}["Time (estimate)"]
+    assert baked != imitate  # the teacher writes a reply to each of the 12 prompts first
+    at.button(key="train_start").click().run()
+    [job] = jobs.list_jobs()
+    assert job.kind == "train_local" and job.params["config"]["method"] == "bake"

@@ -52,7 +52,11 @@ class JobContext:
 
     # --- for job code ------------------------------------------------------------------
 
-    def report_progress(self, done: int, total: int | None = None, unit: str | None = None, message: str = "") -> None:
+    def report_progress(
+        self, done: int, total: int | None = None, unit: str | None = None, message: str = "", chart: bool = True
+    ) -> None:
+        """Progress for the pages; with `chart`, also a point on the job's items-over-time chart (not for
+        training, which charts its own curves against steps, nor for a stage before it)."""
         with self._lock:
             self._status["done"] = int(done)
             if total is not None:
@@ -62,7 +66,7 @@ class JobContext:
             if message:
                 self._status["message"] = message
         self._write()
-        if self._status["unit"] != "steps":  # training logs its own curves against steps
+        if chart and self._status["unit"] != "steps":  # training logs its own curves against steps
             self.log_metric(int(done), items_done=int(done))
 
     def log_metric(self, step: int, **values) -> None:

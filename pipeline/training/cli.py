@@ -16,7 +16,11 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=["local", "together", "openai"])
     p.add_argument("--dataset", help="a saved dataset's name")
     p.add_argument("--base-model", help="the model to fine-tune (default: the backend's)")
-    p.add_argument("--method", choices=["sft", "dpo"])
+    p.add_argument(
+        "--method",
+        choices=["sft", "dpo", "bake"],
+        help="sft: imitate the examples; dpo: prefer the persona's replies; bake: bake the prompt in (local)",
+    )
     p.add_argument("--preset", choices=PRESET_NAMES, help="quick | standard | thorough")
     p.add_argument("--epochs", type=int)
     p.add_argument("--learning-rate", type=float)

@@ -30,7 +30,7 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: Backend = "local"
-    method: Literal["sft", "dpo"] = "sft"
+    method: Literal["sft", "dpo", "bake"] = "sft"
     dataset: str  # a saved dataset's name
     base_model: str = ""  # empty: the backend's default
     name: str = ""  # the new model's name; empty: made from the dataset and job
@@ -50,6 +50,11 @@ class TrainingConfig(BaseModel):
     save_every: int = Field(20, ge=1)  # steps between checkpoints
     merge: bool = False  # also write merged weights (local)
     dpo_beta: float = Field(0.1, gt=0)
+    # bake (local only): the teacher's top-K per reply token, whose replies, how long, and an optional SFT mix
+    bake_top_k: int = Field(32, ge=1, le=1024)
+    bake_replies: Literal["teacher", "dataset"] = "teacher"
+    bake_max_reply_tokens: int = Field(96, ge=8, le=2048)
+    bake_sft_weight: float = Field(0.0, ge=0, le=10)
     hyperparameters_auto: bool = False  # OpenAI: let the provider choose epochs and rate
 
     def resolved_base(self) -> str:

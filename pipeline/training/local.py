@@ -18,7 +18,7 @@ from pipeline.datasets import build
 from pipeline.errors import UserFacingError
 from pipeline.jobs.context import JobContext
 from pipeline.llm import embedded
-from pipeline.training import hardware, registry
+from pipeline.training import bake, hardware, registry
 from pipeline.training.callback import StudioCallback
 from pipeline.training.config import TrainingConfig, load
 
@@ -86,18 +86,25 @@ def run(ctx: JobContext, params: dict) -> None:
     dtype = torch.bfloat16 if gear.bf16 and gear.device == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     lora = lora_config(config)
-    if config.method == "dpo":
-        train = HFDataset.from_list(dpo_rows(build.file_path(dataset, "dpo")))
-        evaluation = None
-    else:
-        train = HFDataset.from_list(sft_rows(build.file_path(dataset, "openai", "train")))
-        rows = sft_rows(build.file_path(dataset, "openai", "validation"))
-        evaluation = HFDataset.from_list(rows) if rows else None
-    if len(train) == 0:
-        raise UserFacingError(f"Dataset {dataset.name!r} has nothing to train on for {config.method.upper()}.")
     callback = StudioCallback(ctx)
-    common = trainer_arguments(config, gear, ctx.folder / CHECKPOINTS, with_eval=evaluation is not None)
-    trainer = build_trainer(config, model, tokenizer, lora, train, evaluation, common, [callback])
+    arguments = lambda with_eval: trainer_arguments(config, gear, ctx.folder / CHECKPOINTS, with_eval)  # noqa: E731
+    if config.method == "bake":
+        trainer = bake.prepare(ctx, config, dataset, model, tokenizer, lora, arguments, [callback])
+        if trainer is None:  # cancelled during the teacher pass
+            return
+    else:
+        if config.method == "dpo":
+            train, evaluation = HFDataset.from_list(dpo_rows(build.file_path(dataset, "dpo"))), None
+        else:
+            train = HFDataset.from_list(sft_rows(build.file_path(dataset, "openai", "train")))
+            rows = sft_rows(build.file_path(dataset, "openai", "validation"))
+            evaluation = HFDataset.from_list(rows) if rows else None
+        if len(train) == 0:
+            raise UserFacingError(f"Dataset {dataset.name!r} has nothing to train on for {config.method.upper()}.")
+        trainer = build_trainer(
+            config, model, tokenizer, lora, train, evaluation, arguments(evaluation is not None), [callback]
+        )
+    train, evaluation = trainer.train_dataset, trainer.eval_dataset
     checkpoints = sorted((ctx.folder / CHECKPOINTS).glob("checkpoint-*"))
     if checkpoints:
         ctx.log(f"resuming from {checkpoints[-1].name}")

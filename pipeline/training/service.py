@@ -82,6 +82,8 @@ def plan(config: TrainingConfig) -> Plan:
         problems.append(
             f"Dataset {dataset.name!r} has no preference pairs: edit some responses on the Review page first."
         )
+    if config.method == "bake":
+        problems += bake_problems(config, dataset)
     if config.method == "dpo" and config.backend == "openai":
         problems.append("DPO here runs locally or on Together; OpenAI preference tuning is not wired up.")
     if config.qlora and hardware.detect().device != "cuda":
@@ -96,6 +98,14 @@ def plan(config: TrainingConfig) -> Plan:
     if config.backend == "local":
         speed = local_speed(base)
         seconds, rough = speed.overhead_s + billed / speed.tokens_per_s, not speed.measured
+        if config.method == "bake" and config.bake_replies == "teacher":
+            from pipeline.generation.estimate import measured_speed
+
+            # the teacher writes a reply to every prompt first, at this machine's measured generation speed
+            writing = measured_speed(base)
+            prompts = dataset.counts.get("train", 0) + dataset.counts.get("validation", 0)
+            seconds += prompts * config.bake_max_reply_tokens / writing.tokens_per_s
+            rough = rough or not writing.measured
     return Plan(
         config,
         report.valid,
@@ -110,6 +120,45 @@ def plan(config: TrainingConfig) -> Plan:
         rough,
         missing_key(config.backend),
     )
+
+
+METHODS = {"sft": "Imitate the examples", "bake": "Bake the prompt in", "dpo": "Prefer the persona's replies"}
+METHOD_HELP = {
+    "sft": "learns to write the reviewed replies (supervised fine-tuning)",
+    "bake": "learns to act without the system prompt as the model acts with it (context distillation; "
+    "this machine only; needs no gold replies)",
+    "dpo": "learns to prefer the persona's reply over a plain one (DPO on preference pairs)",
+}
+
+
+def recommended_method(backend: str) -> tuple[str, str]:
+    """The method to suggest for a backend, and why, in plain words."""
+    if backend == "local":
+        return "bake", (
+            "It trains the model to answer without the system prompt as it answers with it, so the persona is "
+            "carried by the weights; it needs no gold replies, and it does not copy the faults of weak examples."
+        )
+    return "dpo", (
+        "Preference pairs teach the persona's reply over the plain model's reply; published results "
+        "(Open Character Training) found it beats prompting alone. Imitating the examples also works here."
+    )
+
+
+def bake_problems(config: TrainingConfig, dataset) -> list[str]:
+    """What stops baking the prompt in, said before launch."""
+    from pipeline.training import bake
+
+    found = []
+    if config.backend != "local":
+        found.append(
+            "Baking the prompt in needs the model's own probabilities, so it runs on this machine only: "
+            "choose 'This machine', or 'Prefer the persona's replies' for a cloud provider."
+        )
+    try:
+        bake.system_prompt(dataset)
+    except UserFacingError as exc:
+        found.append(str(exc))
+    return found
 
 
 @dataclass
