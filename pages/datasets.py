@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline import charts, clock, personas
-from pipeline.datasets import build, checks, formats, importer, preferences, purge, targets
+from pipeline.datasets import build, checks, formats, importer, persona_pairs, preferences, purge, targets
 from pipeline.errors import UserFacingError
 from pipeline.review.filters import ExampleFilter
 
@@ -165,6 +165,24 @@ with tab_saved:
             mime="application/jsonl",
             key="saved_download",
         )
+        with st.expander("Preference pairs: the persona's replies over the plain model's", icon=":material/thumb_up:"):
+            st.caption(
+                "For training with *Prefer the persona's replies*: a model answers each prompt of this dataset "
+                "without the persona's prompt; each pair prefers the dataset's reply over that plain one. "
+                f"This dataset has {chosen.counts.get('persona_pairs', 0)} such pairs"
+                f" and {chosen.counts.get('preference_pairs', 0)} pairs in all."
+            )
+            plain = st.selectbox("Plain replies from", persona_pairs.model_choices(), key="saved_pairs_model")
+            if st.button("Make the pairs", key="saved_pairs_start"):
+                try:
+                    job = persona_pairs.start(chosen.name, plain, started_by=st.session_state.get("user_name", ""))
+                except UserFacingError as exc:
+                    st.error(str(exc))
+                else:
+                    st.success(
+                        f"Queued job {job.id}: it answers {chosen.counts.get('train', 0)} prompts, then adds the pairs."
+                    )
+                    st.page_link("pages/monitor.py", label="Follow it on Live monitoring", icon=":material/monitoring:")
         with st.expander("Delete this dataset"):
             typed = st.text_input(f"Type {chosen.name} to confirm", key="saved_confirm")
             if st.button("Delete for good", key="saved_delete"):

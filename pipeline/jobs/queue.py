@@ -35,6 +35,7 @@ KINDS: dict[str, str] = {
     "train_openai": "pipeline.training.openai_backend:run",
     "train_together": "pipeline.training.together_backend:run",
     "evaluation": "pipeline.evaluation.job:run",
+    "pairs": "pipeline.datasets.persona_pairs:run",
 }
 # What a kind must tidy when its process dies without a last word (SIGKILL, lost heartbeat, forced
 # cancel): the monitor calls it after recording the end. `(job_id) -> None`.
@@ -48,6 +49,7 @@ KIND_LABELS = {
     "train_openai": "OpenAI fine-tuning",
     "train_together": "Together fine-tuning",
     "evaluation": "Evaluation",
+    "pairs": "Persona pairs",
 }
 
 

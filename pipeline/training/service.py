@@ -80,7 +80,8 @@ def plan(config: TrainingConfig) -> Plan:
     pairs = dataset.counts.get("preference_pairs", 0)
     if config.method == "dpo" and pairs == 0:
         problems.append(
-            f"Dataset {dataset.name!r} has no preference pairs: edit some responses on the Review page first."
+            f"Dataset {dataset.name!r} has no preference pairs: make them on the Datasets page (Saved datasets → "
+            "Preference pairs), or edit some responses on the Review page."
         )
     if config.method == "bake":
         problems += bake_problems(config, dataset)
