@@ -84,6 +84,15 @@ with st.container(border=True):
             "Stop when every interval is narrower than (points; 0 = off)", 0, 1000, 0, key="eval_width"
         )
         max_tokens = a.number_input("Longest reply (tokens)", 16, 4096, 256, key="eval_tokens")
+        drift_turns = b.number_input(
+            "Persona drift: turns per conversation (0 = off)",
+            0,
+            20,
+            0,
+            key="eval_drift",
+            help="A simulated user (the built-in model) continues two of the prompts for this many turns, with "
+            "follow-ups, push-back and a change of topic; each reply is scored for the persona, turn by turn.",
+        )
 
 plan = None
 try:
@@ -111,6 +120,7 @@ try:
             criteria_traits=criteria_traits,
             trait_scores=trait_scores,
             max_tokens=int(max_tokens),
+            drift_turns=int(drift_turns),
         )
 except UserFacingError as exc:
     st.error(str(exc))

@@ -90,6 +90,7 @@ tabs = st.tabs(
         "Judge health",
         "Persona likelihood",
         "Prompt fidelity",
+        "Drift over turns",
         "Battles",
         "Reports",
     ]
@@ -185,6 +186,17 @@ with tabs[6]:
             "Prompt fidelity is measured for local models on held-out prompts when the persona has a system prompt."
         )
 with tabs[7]:
+    if board.drift:
+        st.plotly_chart(board.figure("drift"), width="stretch", key="board_drift")
+        conversations = max(r["n"] for r in board.drift)
+        st.caption(
+            f"Offline measure from {conversations} simulated conversation(s) per contestant: a simulated user "
+            "follows up, pushes back and changes topic; each reply's persona similarity, turn by turn. A line "
+            "that falls means the persona fades as the conversation goes on."
+        )
+    else:
+        st.info("Persona drift is measured when an evaluation is started with drift turns (Evaluate → More settings).")
+with tabs[8]:
     a, b, c = st.columns(3)
     first = a.selectbox("Contestant", names, key="board_drill_a")
     second = b.selectbox("against", [n for n in names if n != first], key="board_drill_b")
@@ -201,7 +213,7 @@ with tabs[7]:
             right.markdown(f"**{outcome.b}**\n\n{outcome.response_b}")
             for reason in outcome.reasons:
                 st.caption(f"{outcome.judge}: {reason}")
-with tabs[8]:
+with tabs[9]:
     if st.button("Write the reports", key="board_write"):
         st.session_state["board_reports"] = {k: str(v) for k, v in report.write(run_id).items()}
     written = st.session_state.get("board_reports")

@@ -293,6 +293,8 @@ def test_a_keyless_run_on_the_embedded_model_gives_a_labelled_leaderboard_and_re
         held_out_limit=2,
         max_tokens=24,
         max_battles=12,
+        drift_turns=3,
+        drift_prompts=1,
     )
     assert plan.judge == "offline" and plan.anchor == base and plan.judge_calls() == 0
     job = service.start(plan)
@@ -307,6 +309,13 @@ def test_a_keyless_run_on_the_embedded_model_gives_a_labelled_leaderboard_and_re
     assert fidelity[f"{base} + prompt"]["gap_closed"] == pytest.approx(100, abs=0.1)
     assert fidelity[base]["gap_closed"] == pytest.approx(0, abs=1e-6) and fidelity[base]["kl"] > 0.05
     assert fidelity[base]["prompts"] == 2 and fidelity[base]["tokens"] > 2
+    # persona drift: one simulated conversation of three turns per contestant, scored turn by turn
+    assert sorted((r["contestant"], r["turn"]) for r in board.drift) == sorted(
+        (name, turn) for name in (base, f"{base} + prompt") for turn in (1, 2, 3)
+    )
+    talks = [json.loads(line) for line in (runfolder.run_dir(job.id) / "drift_conversations.jsonl").open()]
+    assert len(talks) == 2 and all([m["role"] for m in t["messages"]] == ["user", "assistant"] * 3 for t in talks)
+    assert all(m["content"].strip() for t in talks for m in t["messages"] if m["role"] == "user")
     with session_scope() as session:
         entry = session.exec(select(ModelEntry).where(ModelEntry.reference == base)).one()
         assert not session.exec(select(TraitScore)).all()  # no LLM judge, no trait scores

@@ -76,3 +76,31 @@ def test_the_leaderboard_shows_prompt_fidelity_as_bars_with_intervals_and_a_tabl
     table = next(d.value for d in at.dataframe if "gap closed" in d.value.columns).set_index("contestant")
     assert table.loc[TUNED, "gap closed"] == "71%" and table.loc[TUNED, "95% interval"] == "60%–81%"
     assert any("on 12 held-out prompts" in c.value for c in at.caption)
+
+
+def test_drift_scores_per_turn_leave_out_empty_replies_and_give_no_interval_from_one_conversation():
+    from pipeline.evaluation import drift
+
+    rows = drift.summarize({"a": [[0.2, 0.1, float("nan")], [0.4, 0.3, 0.1]], "b": [[0.5]]}, rounds=200)
+    by = {(r["contestant"], r["turn"]): r for r in rows}
+    assert by[("a", 1)]["mean"] == pytest.approx(0.3) and by[("a", 1)]["n"] == 2
+    assert by[("a", 1)]["lower"] <= 0.3 <= by[("a", 1)]["upper"]
+    assert by[("a", 3)]["n"] == 1 and by[("a", 3)]["lower"] is None  # one score: no interval, not a zero-width one
+    assert ("b", 2) not in by
+
+
+def test_the_leaderboard_draws_persona_drift_against_turn():
+    job_id = seeded_run({(TUNED, BASE): mixed(40, 0.7)})
+    rows = [
+        {"contestant": name, "turn": turn, "mean": value, "lower": value - 0.05, "upper": value + 0.05, "n": 2}
+        for name, start in ((BASE, 0.1), (TUNED, 0.3))
+        for turn, value in ((1, start), (2, start - 0.05), (3, start - 0.1))
+    ]
+    folder = runfolder.run_dir(job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "drift.json").write_text(json.dumps(rows))
+    at = open_app("pages/leaderboard.py")
+    assert not at.exception
+    chart = next(c for c in at.get("plotly_chart") if "persona drift over turns" in c.proto.spec)
+    assert "collab-ft" in chart.proto.spec and "smollm2-135m-instruct" in chart.proto.spec  # plotly writes \/ for /
+    assert any("from 2 simulated conversation(s) per contestant" in c.value for c in at.caption)

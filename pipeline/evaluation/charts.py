@@ -166,6 +166,36 @@ def length_chart(rated, controlled: dict, lengths: dict[str, float], title: str)
     return figure
 
 
+def drift_chart(rows: list[dict]) -> go.Figure:
+    """Persona similarity against turn, one line per contestant, with 95% intervals where there are some."""
+    figure = go.Figure()
+    for name in dict.fromkeys(r["contestant"] for r in rows):
+        mine = [r for r in rows if r["contestant"] == name and r["mean"] is not None]
+        figure.add_trace(
+            go.Scatter(
+                x=[r["turn"] for r in mine],
+                y=[r["mean"] for r in mine],
+                mode="lines+markers",
+                name=name,
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [(r["upper"] - r["mean"]) if r["upper"] is not None else 0 for r in mine],
+                    "arrayminus": [(r["mean"] - r["lower"]) if r["lower"] is not None else 0 for r in mine],
+                },
+            )
+        )
+    turns = max((r["turn"] for r in rows), default=1)
+    figure.update_layout(
+        title="Offline: persona drift over turns (persona similarity of each reply; higher = more in character)",
+        xaxis={"title": "turn", "dtick": 1, "range": [0.5, turns + 0.5]},
+        yaxis_title="persona similarity, 95% interval",
+        height=HEIGHT,
+        margin={"l": 10, "r": 10, "t": 50, "b": 40},
+    )
+    return figure
+
+
 def fidelity_chart(rows: list[dict]) -> go.Figure:
     """Gap closed per contestant, bars with 95% intervals: 0% = base without the prompt, 100% = with it."""
     shown = [r for r in rows if r.get("gap_closed") is not None]

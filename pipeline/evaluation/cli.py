@@ -31,6 +31,10 @@ def add_parser(sub) -> None:
     p.add_argument("--overall-only", action="store_true", help="judge overall only, not each trait")
     p.add_argument("--no-trait-scores", action="store_true", help="skip the 1–5 trait scores")
     p.add_argument("--max-tokens", type=int, default=256, help="longest reply each contestant may give")
+    p.add_argument(
+        "--drift-turns", type=int, default=0, help="persona drift: turns a simulated user continues (0: off)"
+    )
+    p.add_argument("--drift-prompts", type=int, default=2, help="persona drift: how many openings it continues")
     p.add_argument("--queue", action="store_true", help="hand the run to the background worker and return")
     p.add_argument("--json", action="store_true", help="print the leaderboard as JSON at the end")
     p.set_defaults(func=_cmd_evaluate)
@@ -64,6 +68,8 @@ def _cmd_evaluate(args) -> int:
         trait_scores=not args.no_trait_scores,
         max_tokens=args.max_tokens,
         anchor=args.anchor,
+        drift_turns=args.drift_turns,
+        drift_prompts=args.drift_prompts,
     )
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -113,6 +119,9 @@ def _print_board(job_id: int, as_json: bool) -> int:
     print(f"{counts['rated']} rated battles, {counts.get('missing', 0)} missing, {counts.get('unparsed', 0)} unparsed")
     for row in board.likelihood:
         print(f"persona likelihood {row['contestant']}: {row['mean']:.3f} ({row['lower']:.3f}–{row['upper']:.3f})")
+    for row in board.drift:
+        if row["mean"] is not None:
+            print(f"persona drift {row['contestant']} turn {row['turn']}: similarity {row['mean']:+.3f} (n={row['n']})")
     for row in board.fidelity:
         if row["gap_closed"] is not None:
             print(

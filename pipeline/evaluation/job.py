@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -23,11 +24,12 @@ from sqlmodel import select
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import contestants as cs
-from pipeline.evaluation import fidelity, judge, leaderboard, offline, ratings, report, results
+from pipeline.evaluation import drift, fidelity, judge, leaderboard, offline, ratings, report, results
 from pipeline.evaluation.prompts import Prompt, PromptSet
 from pipeline.jobs.context import JobContext
 from pipeline.llm import embedded, gateway
 from pipeline.models import Battle, EvalResponse, Example, Persona, TraitScore
+from pipeline.settings import EMBEDDED_MODEL
 
 TRANSIENT = (
     "RateLimitError",
@@ -63,6 +65,9 @@ class Settings:
     concurrency: int = 4
     seed: int = 0
     dataset: str | None = None
+    drift_turns: int = 0  # 0: no drift measure; else turns per conversation (the opening one included)
+    drift_prompts: int = 2  # openings the simulated user continues
+    drift_user: str = ""  # the simulated user's model; empty: the built-in one
 
     @classmethod
     def load(cls, params: dict) -> Settings:
@@ -97,6 +102,8 @@ class Evaluation:
         await self.battles()
         if not self.ctx.cancelled() and self.settings.trait_scores and not self.offline:
             await self.score_traits()
+        if not self.ctx.cancelled() and self.settings.drift_turns > 1:
+            await self.drift()
         paths = report.write(self.ctx.job_id, self.ctx.folder)
         report.update_registry(self.ctx.job_id)
         headline = leaderboard.board(self.ctx.job_id).headline()  # the Leaderboard's own figure, as Home shows it
@@ -307,6 +314,66 @@ class Evaluation:
                     rationale="; ".join(errors) or "no reply",
                 )
             )
+
+    # --- persona drift over turns -----------------------------------------------------------------
+
+    async def drift(self) -> None:
+        """Each contestant in conversations a simulated user continues; persona similarity per turn."""
+        if drift.load(self.ctx.folder):
+            return  # measured before this run was resumed
+        openings = [p for p in self.prompts.values() if p.group == "held-out" and p.parent is None]
+        openings = openings[: self.settings.drift_prompts]
+        if not openings:
+            return
+        user_model = self.settings.drift_user or EMBEDDED_MODEL
+        turns, gate = self.settings.drift_turns, asyncio.Semaphore(self.settings.concurrency)
+        total = len(openings) * len(self.contestants) * (turns - 1)
+        done = 0
+        self.ctx.report_progress(0, total, unit="turns", message=f"persona drift: {user_model} plays the user")
+
+        async def ask(messages: list[dict], model: str, max_tokens: int, temperature: float) -> str:
+            async with gate:
+                try:
+                    result = await gateway.achat(
+                        messages, model, temperature=temperature, max_tokens=max_tokens,
+                        purpose="evaluation drift", job_id=self.ctx.job_id, seed=self.settings.seed,
+                    )  # fmt: skip
+                    return result.text.strip()
+                except UserFacingError:
+                    return ""
+
+        async def converse(prompt: Prompt, contestant: cs.Contestant) -> dict:
+            nonlocal done
+            first = self.replies.get((prompt.id, contestant.name))
+            conversation = [{"role": "user", "content": prompt.text}]
+            reply = first.text if first is not None and not first.error else ""
+            if not reply:
+                asked = cs.messages_for(contestant, self.persona, conversation, [])
+                reply = await ask(asked, contestant.model, self.settings.max_tokens, self.settings.temperature)
+            conversation.append({"role": "assistant", "content": reply})
+            for turn in range(1, turns):
+                if self.ctx.cancelled():
+                    break
+                move = drift.MOVES[(turn - 1) % len(drift.MOVES)]
+                said = await ask(drift.user_turn_messages(conversation, move), user_model, 80, 0.9)
+                conversation.append({"role": "user", "content": said or drift.fallback_user_turn(move)})
+                asked = cs.messages_for(contestant, self.persona, conversation, [])
+                reply = await ask(asked, contestant.model, self.settings.max_tokens, self.settings.temperature)
+                conversation.append({"role": "assistant", "content": reply})
+                done += 1
+                self.ctx.report_progress(done, total, unit="turns", message="persona drift over turns")
+            return {"contestant": contestant.name, "prompt_id": prompt.id, "messages": conversation}
+
+        talks = await asyncio.gather(*(converse(p, c) for p in openings for c in self.contestants))
+        if self.ctx.cancelled():
+            return
+        similarity = self._similarity_judge()
+        scores: dict[str, list[list[float]]] = {}
+        for talk in talks:
+            replies = [m["content"] for m in talk["messages"] if m["role"] == "assistant"]
+            scored = [similarity.score(-1, r) if r else math.nan for r in replies]
+            scores.setdefault(talk["contestant"], []).append(scored)
+        drift.save(self.ctx.folder, drift.summarize(scores, seed=self.settings.seed), talks)
 
     def _similarity_judge(self) -> offline.SimilarityJudge:
         with session_scope() as session:

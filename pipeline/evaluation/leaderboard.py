@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
-from pipeline.evaluation import judge, offline, ratings, results
+from pipeline.evaluation import drift, judge, offline, ratings, results
 from pipeline.jobs import runfolder
 from pipeline.models import Battle, Job, TraitScore
 
@@ -73,6 +73,7 @@ class Board:
     trait_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     likelihood: list[dict] = field(default_factory=list)
     fidelity: list[dict] = field(default_factory=list)
+    drift: list[dict] = field(default_factory=list)
     health: dict = field(default_factory=dict)
     min_battles: int = DEFAULT_MIN_BATTLES
     _figures: dict = field(default_factory=dict, repr=False)
@@ -105,6 +106,7 @@ class Board:
                 ),
                 "likelihood": lambda: charts.likelihood_chart(self.likelihood),
                 "fidelity": lambda: charts.fidelity_chart(self.fidelity),
+                "drift": lambda: charts.drift_chart(self.drift),
             }
             self._figures[kind] = makers[kind]()
         return self._figures[kind]
@@ -309,6 +311,7 @@ def build(job_id: int, source: str = "both", rounds: int = 1000, seed: int = 0) 
     board.trait_scores = trait_scores(job_id)
     board.likelihood = likelihood(job_id)
     board.fidelity = fidelity(job_id)
+    board.drift = drift.load(runfolder.run_dir(job_id))
     board.health = health(results.outcomes(job_id, "both", judge.OVERALL, rows))
     return board
 
@@ -339,7 +342,7 @@ def version(job_id: int) -> tuple:
             select(func.count(TraitScore.id), func.max(TraitScore.id)).where(TraitScore.job_id == job_id)
         ).one()
         job = session.exec(select(Job.status, Job.progress_done, Job.finished_at).where(Job.id == job_id)).first()
-    files = [runfolder.run_dir(job_id) / name for name in (LIKELIHOOD_FILE, FIDELITY_FILE)]
+    files = [runfolder.run_dir(job_id) / name for name in (LIKELIHOOD_FILE, FIDELITY_FILE, drift.FILE)]
     written = tuple(path.stat().st_mtime_ns if path.exists() else None for path in files)
     return (battles_n, battles_top, scores_n, scores_top, tuple(job) if job else None, written, min_battles())
 

@@ -73,6 +73,7 @@ def comparison(board: leaderboard.Board) -> dict:
             "trait_scores": board.trait_scores.to_dict(orient="records"),
             "persona_likelihood": board.likelihood,
             "prompt_fidelity": board.fidelity,
+            "persona_drift": board.drift,
             "judge_health": board.health,
             "counts": board.counts(),
             "battles": [arena_row(o) for o in board.outcomes if o.rated],
@@ -230,6 +231,8 @@ def figures(board: leaderboard.Board) -> list:
         found.append(charts.likelihood_chart(board.likelihood))
     if board.fidelity:
         found.append(charts.fidelity_chart(board.fidelity))
+    if board.drift:
+        found.append(charts.drift_chart(board.drift))
     return found
 
 

@@ -78,6 +78,8 @@ class Plan:
     trait_scores: bool
     max_tokens: int
     warnings: list[str] = field(default_factory=list)
+    drift_turns: int = 0  # persona drift: turns per simulated conversation (0: not measured)
+    drift_prompts: int = 2
 
     @property
     def pairs(self) -> int:
@@ -115,6 +117,8 @@ class Plan:
             "criteria_traits": self.criteria_traits,
             "trait_scores": self.trait_scores,
             "max_tokens": self.max_tokens,
+            "drift_turns": self.drift_turns,
+            "drift_prompts": self.drift_prompts,
         }
 
 
@@ -135,6 +139,8 @@ def plan(
     trait_scores: bool = True,
     max_tokens: int = 256,
     anchor: str | None = None,
+    drift_turns: int = 0,
+    drift_prompts: int = 2,
 ) -> Plan:
     """Everything checked before any call: contestants, prompts (and their overlap with training), judge."""
     found = personas.get_persona(persona)
@@ -170,6 +176,8 @@ def plan(
             warnings.append(warning)
     if max_battles < 1:
         raise UserFacingError("The battle budget must be at least 1.")
+    if drift_turns and not 2 <= drift_turns <= 20:
+        raise UserFacingError("A drift conversation has 2 to 20 turns (or 0 to leave the drift measure out).")
     anchor_name = cs.Contestant.parse(anchor).name if anchor else cs.anchor(parsed)
     if anchor_name not in chosen:
         raise UserFacingError(f"The base contestant {anchor_name!r} is not among the contestants.")
@@ -187,6 +195,8 @@ def plan(
         trait_scores,
         max_tokens,
         warnings,
+        drift_turns,
+        max(1, drift_prompts),
     )
 
 
