@@ -45,6 +45,14 @@ with st.container(border=True):
     )
     suggested, why = service.recommended_method(backend)
     st.caption(f"Recommended here: **{service.METHODS[suggested]}**. {why}")
+    bake_extra = {}
+    if method == "bake":
+        with st.expander("More prompts to bake on (no replies needed)"):
+            typed = st.text_area("Prompts, separated by a blank line", key="train_bake_prompts", height=120)
+            bake_extra["bake_prompts"] = [block.strip() for block in typed.split("\n\n") if block.strip()]
+            bake_extra["bake_failed_documents"] = st.checkbox(
+                "Also the documents of examples whose reply failed", key="train_bake_failed"
+            )
     known = [t.base_model for t in targets.TARGETS if t.backend == backend]
     a, b = st.columns([2, 1])
     base = a.selectbox(
@@ -99,7 +107,9 @@ with st.container(border=True):
         values["name"] = a.text_input("New model's name", key="train_name", placeholder="made from the dataset and job")
 
 try:
-    config = from_preset(preset, **values, dataset=dataset, backend=backend, method=method, base_model=base)
+    config = from_preset(
+        preset, **values, **bake_extra, dataset=dataset, backend=backend, method=method, base_model=base
+    )
     plan = service.plan(config)
 except UserFacingError as exc:
     st.error(str(exc))

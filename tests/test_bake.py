@@ -18,7 +18,7 @@ from pipeline.errors import UserFacingError
 from pipeline.jobs import runfolder
 from pipeline.jobs.context import JobContext
 from pipeline.llm import chat, embedded
-from pipeline.models import ModelEntry, Persona, TrainingMetric
+from pipeline.models import Example, ModelEntry, Persona, TrainingMetric
 from pipeline.training import bake, distill, service
 from tests.test_training import dataset, ingested, run_job_process, tiny_config  # noqa: F401 - dataset: a fixture
 from tests.tiny_model import TINY
@@ -83,16 +83,16 @@ def test_the_teacher_reads_the_persona_prompt_the_student_never_and_a_cancelled_
 
     assert bake.teacher_pass(StopsAfter(tmp_path, 10**6), recording, tokenizer, config, prompt, "train", items, cache)
     assert cache.passes() == len(items)  # the resumed pass computed only the missing ones
-    for index in range(len(items)):
-        student = cache.load("train", index)["input_ids"].tolist()
+    for index, item in enumerate(items):
+        cached = cache.load("train", index, bake.key(item))
+        student = cached["input_ids"].tolist()
         assert not contains(student)  # what the student is trained on never holds the prompt
-        turns, _ = items[index]
-        assert student[: len(student) - cache.load("train", index)["reply"]] == distill.prompt_ids(tokenizer, turns)
-        assert cache.load("train", index)["top"].shape == (cache.load("train", index)["reply"], config.bake_top_k)
+        assert student[: len(student) - cached["reply"]] == distill.prompt_ids(tokenizer, item[0])
+        assert cached["top"].shape == (cached["reply"], config.bake_top_k)
 
 
 def test_baking_in_a_job_process_lowers_the_kl_reuses_the_teacher_and_registers_the_adapter(dataset):  # noqa: F811
-    job = service.start(bake_config(name="tiny-baked", epochs=3))
+    job = service.start(bake_config(name="tiny-baked", epochs=3, bake_prompts=["How should I plan my week?"]))
     process = run_job_process(job.id)
     assert process.wait(timeout=300) == 0, process.stderr.read()
     job = ingested(job.id)
@@ -103,12 +103,12 @@ def test_baking_in_a_job_process_lowers_the_kl_reuses_the_teacher_and_registers_
         ).all()
         entry = session.exec(select(ModelEntry).where(ModelEntry.name == "tiny-baked")).one()
     losses = [m.loss for m in metrics if m.loss is not None]
-    assert len(losses) == 15  # 19 prompts, batches of 4, 3 epochs
+    assert len(losses) == 15  # 19 + 1 typed prompts, batches of 4, 3 epochs
     assert sum(losses[-3:]) < sum(losses[:3]) * 0.9, losses  # the KL to the prompted teacher fell
     assert any(m.val_loss is not None for m in metrics)  # validation KL on the held-back prompts
     cache = bake.TeacherCache(runfolder.run_dir(job.id) / bake.TEACHER)
-    assert cache.passes() == 19 + 5  # once per prompt, though the student read each three times
-    assert entry.reference == "local/tiny-baked" and entry.metrics["examples"] == 19
+    assert cache.passes() == 20 + 5  # once per prompt, though the student read each three times
+    assert entry.reference == "local/tiny-baked" and entry.metrics["examples"] == 20
     reply = chat([{"role": "user", "content": "Hello"}], ["local/tiny-baked"], max_tokens=5)
     assert reply.model_used == "local/tiny-baked"
 
@@ -147,3 +147,15 @@ def test_a_persona_without_a_system_prompt_or_a_cloud_backend_cannot_bake(datase
     assert any("has no system prompt" in p for p in plan.problems) and not plan.can_start
     with pytest.raises(UserFacingError, match="no system prompt"):
         service.start(bake_config())
+
+
+def test_bake_also_takes_typed_prompts_and_the_documents_of_failed_examples(dataset):  # noqa: F811
+    persona = personas.get_persona("collaborative")
+    with session_scope() as session:
+        session.add(Example(persona_id=persona.id, status="failed", document_title="Q3 memo", document="Sales fell."))
+    found = bake.extra_prompts(
+        bake_config(bake_prompts=["Plan my week.", "  "], bake_failed_documents=True), build.get_dataset(dataset)
+    )
+    asked = [turns[0]["content"] for turns, reply in found]
+    assert asked[0] == "Plan my week." and len(found) == 2 and all(reply == "" for _, reply in found)
+    assert "Sales fell." in asked[1] and "Q3 memo" in asked[1]  # as the response stage would have asked it

@@ -650,6 +650,10 @@ def test_train_page_bakes_the_prompt_in_with_a_longer_estimate_for_the_teacher_p
     assert not at.exception and not at.error
     baked = {m.label: m.value for m in at.metric}["Time (estimate)"]
     assert baked != imitate  # the teacher writes a reply to each of the 12 prompts first
+    at.text_area(key="train_bake_prompts").set_value("Plan my week.\n\nReview my memo.").run()
+    at.checkbox(key="train_bake_failed").check().run()
     at.button(key="train_start").click().run()
     [job] = jobs.list_jobs()
     assert job.kind == "train_local" and job.params["config"]["method"] == "bake"
+    assert job.params["config"]["bake_prompts"] == ["Plan my week.", "Review my memo."]
+    assert job.params["config"]["bake_failed_documents"] is True

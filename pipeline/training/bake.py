@@ -12,6 +12,7 @@ resumed job computes only the missing ones, and training resumes from its last c
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -40,6 +41,25 @@ def system_prompt(dataset) -> str:
     return prompt
 
 
+def extra_prompts(config: TrainingConfig, dataset) -> list[tuple[list[dict], str]]:
+    """Prompts without replies to bake on too: typed ones, and the documents of examples whose reply failed."""
+    found = [([{"role": "user", "content": p.strip()}], "") for p in config.bake_prompts if p.strip()]
+    if config.bake_failed_documents and dataset.persona_id:
+        from sqlmodel import select
+
+        from pipeline.generation.prompts import response_request
+        from pipeline.models import Example
+
+        with session_scope() as session:
+            rows = session.exec(
+                select(Example.document_title, Example.document).where(
+                    Example.persona_id == dataset.persona_id, Example.status == "failed", Example.document != ""
+                )
+            ).all()
+        found += [([{"role": "user", "content": response_request(t, d)}], "") for t, d in rows]
+    return found
+
+
 def exchanges(path: Path) -> list[tuple[list[dict], str]]:
     """(the conversation before the reply, without any system prompt; the dataset's reply or "") per line."""
     found = []
@@ -54,32 +74,38 @@ def exchanges(path: Path) -> list[tuple[list[dict], str]]:
     return found
 
 
+def key(item: tuple[list[dict], str]) -> str:
+    """What a cache file was computed from: a resumed job whose prompts changed recomputes, never misreads."""
+    return hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:16]
+
+
 class TeacherCache:
-    """The teacher's top-K log-probabilities per prompt, one file each, written whole then renamed."""
+    """The teacher's top-K log-probabilities per prompt, one file each (named by its place and its prompt's
+    key), written whole then renamed."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def path(self, part: str, index: int) -> Path:
-        return self.folder / f"{part}-{index:06d}.pt"
+    def path(self, part: str, index: int, key: str) -> Path:
+        return self.folder / f"{part}-{index:06d}-{key}.pt"
 
-    def has(self, part: str, index: int) -> bool:
-        return self.path(part, index).exists()
+    def has(self, part: str, index: int, key: str) -> bool:
+        return self.path(part, index, key).exists()
 
-    def save(self, part: str, index: int, item: dict) -> None:
+    def save(self, part: str, index: int, key: str, item: dict) -> None:
         import torch
 
-        final = self.path(part, index)
+        final = self.path(part, index, key)
         partial = final.with_suffix(".partial")
         torch.save(item, partial)
         partial.rename(final)
         self._count()
 
-    def load(self, part: str, index: int) -> dict:
+    def load(self, part: str, index: int, key: str) -> dict:
         import torch
 
-        return torch.load(self.path(part, index), weights_only=True)
+        return torch.load(self.path(part, index, key), weights_only=True)
 
     def _count(self) -> None:
         manifest = self.folder / MANIFEST
@@ -97,7 +123,8 @@ def teacher_pass(ctx: JobContext, model, tokenizer, config: TrainingConfig, prom
     """Write the cache files `part` still lacks: the teacher's reply and its top-K over each. Cancellable."""
     import torch
 
-    missing = [i for i in range(len(items)) if not cache.has(part, i)]
+    keys = [key(item) for item in items]
+    missing = [i for i in range(len(items)) if not cache.has(part, i, keys[i])]
     for done, index in enumerate(missing, start=1):
         if ctx.cancelled():
             return False
@@ -114,6 +141,7 @@ def teacher_pass(ctx: JobContext, model, tokenizer, config: TrainingConfig, prom
         cache.save(
             part,
             index,
+            keys[index],
             {
                 "input_ids": torch.tensor(seen.student, dtype=torch.int32),
                 "reply": seen.reply,
@@ -147,14 +175,14 @@ def _sample(model, tokenizer, messages: list[dict], config: TrainingConfig, inde
 class CachedPrompts:
     """A torch-style dataset over the cache files of one part (train or validation)."""
 
-    def __init__(self, cache: TeacherCache, part: str, count: int):
-        self.cache, self.part, self.count = cache, part, count
+    def __init__(self, cache: TeacherCache, part: str, items: list):
+        self.cache, self.part, self.keys = cache, part, [key(item) for item in items]
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.keys)
 
     def __getitem__(self, index: int) -> dict:
-        return self.cache.load(self.part, index)
+        return self.cache.load(self.part, index, self.keys[index])
 
 
 def collate(items: list[dict]) -> dict:
@@ -219,6 +247,7 @@ def prepare(ctx: JobContext, config: TrainingConfig, dataset, model, tokenizer, 
     prompt = system_prompt(dataset)
     cache = TeacherCache(ctx.folder / TEACHER)
     parts = {part: exchanges(build.file_path(dataset, "openai", part)) for part in ("train", "validation")}
+    parts["train"] += extra_prompts(config, dataset)
     if not parts["train"]:
         raise UserFacingError(f"Dataset {dataset.name!r} has no prompts to bake the persona's prompt in with.")
     ctx.log(f"teacher pass: top-{config.bake_top_k} of the base model with the persona's prompt, cached in teacher/")
@@ -227,18 +256,15 @@ def prepare(ctx: JobContext, config: TrainingConfig, dataset, model, tokenizer, 
             ctx.log("cancelled during the teacher pass: what it computed is kept; resume continues from it")
             return None
     ctx.log(f"teacher pass done ({cache.passes()} prompts computed in this run so far); training the student")
-    counts = {part: len(items) for part, items in parts.items()}
-    return build_trainer(
-        config, model, tokenizer, lora, cache, counts, arguments(bool(counts["validation"])), callbacks
-    )
+    return build_trainer(config, model, tokenizer, lora, cache, parts, arguments(bool(parts["validation"])), callbacks)
 
 
-def build_trainer(config, model, tokenizer, lora, cache, counts, common, callbacks):
+def build_trainer(config, model, tokenizer, lora, cache, parts, common, callbacks):
     from peft import get_peft_model
     from transformers import TrainingArguments
 
-    train = CachedPrompts(cache, "train", counts["train"])
-    evaluation = CachedPrompts(cache, "validation", counts["validation"]) if counts["validation"] else None
+    train = CachedPrompts(cache, "train", parts["train"])
+    evaluation = CachedPrompts(cache, "validation", parts["validation"]) if parts["validation"] else None
     common = common | {"remove_unused_columns": False}
     common["train_sampling_strategy"] = "random"  # the cached items are not text: no length grouping
     args = TrainingArguments(**common)

@@ -55,6 +55,9 @@ class TrainingConfig(BaseModel):
     bake_replies: Literal["teacher", "dataset"] = "teacher"
     bake_max_reply_tokens: int = Field(96, ge=8, le=2048)
     bake_sft_weight: float = Field(0.0, ge=0, le=10)
+    # bake needs no gold replies: more prompts to bake on, besides the dataset's own
+    bake_prompts: list[str] = Field(default_factory=list, max_length=5000)
+    bake_failed_documents: bool = False  # the documents of the persona's examples whose reply failed
     hyperparameters_auto: bool = False  # OpenAI: let the provider choose epochs and rate
 
     def resolved_base(self) -> str:
