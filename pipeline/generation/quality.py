@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -84,7 +84,7 @@ def check_of(reason: str) -> str | None:
 
 def counts(issue_lists) -> dict[str, int]:
     """How many replies each check caught (a reply caught by two checks counts for both)."""
-    found = Counter(check_of(r) for issues in issue_lists for r in {check_of(i): i for i in issues}.values())
+    found = Counter(check for issues in issue_lists for check in {check_of(i) for i in issues})
     return {check: found.get(check, 0) for check in CHECKS}
 
 
@@ -334,7 +334,11 @@ class Gate:
     def __init__(self, persona_name: str = "", traits: list[dict] | None = None, t: Thresholds | None = None):
         self.t = t or thresholds()
         self.persona = Persona.of(persona_name, traits) if traits else None
-        self.judge = judge_model(self.t) if self.persona and self.persona.markers else None
+
+    @cached_property
+    def judge(self) -> str | None:
+        """The judge model, looked up on first use: imports never ask one, so never load the gateway."""
+        return judge_model(self.t) if self.persona and self.persona.markers else None
 
     def check(self, pairs: list[tuple[str, str]], with_meaning: bool = True) -> list[list[str]]:
         """Reasons per (document, reply); the meaning checks offline only."""

@@ -12,7 +12,7 @@ from pipeline.errors import UserFacingError
 from pipeline.generation import quality, runner
 from pipeline.generation.config import GenerationConfig, load
 from pipeline.generation.estimate import Estimate, estimate, stage_tokens
-from pipeline.models import Example, Job, LLMCall, utcnow
+from pipeline.models import UNFINISHED, Example, Job, LLMCall, utcnow
 
 
 def plan(params: dict) -> tuple[GenerationConfig, Estimate]:
@@ -58,6 +58,7 @@ def view(job_id: int) -> RunView:
     with session_scope() as session:
         examples = list(session.exec(select(Example).where(Example.job_id == job_id)))
     finished = [e for e in examples if e.status in runner.FINISHED and e.response]
+    made = [e for e in examples if e.status not in UNFINISHED]
     latest = max(finished, key=lambda e: e.id, default=None)
     failures = [
         {"example": e.slot, "type": e.document_type, "trait": ", ".join(e.traits_stressed), "reason": e.failure}
@@ -71,9 +72,9 @@ def view(job_id: int) -> RunView:
         planned=job.params.get("examples", len(examples)),
         latest=latest,
         flagged=sum(bool(e.flags) for e in examples),
-        gate={
-            "flagged": sum(bool(e.quality_issues) for e in finished),
-            "by_check": quality.counts(e.quality_issues for e in finished),
+        gate={  # every example made, reviewed or not
+            "flagged": sum(bool(e.quality_issues) for e in made),
+            "by_check": quality.counts(e.quality_issues for e in made),
         },
         failures=failures,
         stages=stages,
