@@ -82,19 +82,25 @@ with tab_build:
         "Include the system prompt", key="build_prompt", help="Off (recommended): the model learns the persona itself."
     )
     labels = [t.label for t in targets.TARGETS]
-    target = targets.get(st.selectbox("Check against", labels, key="build_target"))
+    a, b = st.columns(2)
+    target = targets.get(a.selectbox("Check against", labels, key="build_target"))
+    with_flagged = b.checkbox(
+        "Include replies the quality gate flagged",
+        key="build_flagged",
+        help="Off (recommended): degenerate, off-topic or out-of-character replies stay out.",
+    )
     flt = ExampleFilter(
         persona_id=persona.id,
         statuses=statuses,
         gold_star=True if gold_only else None,
         min_rating=None if min_rating == "Any" else min_rating,
     )
-    settings_key = (flt.describe(), share, seed, with_prompt, target.label)
+    settings_key = (flt.describe(), share, seed, with_prompt, target.label, with_flagged)
     if st.button("Check these examples", type="primary", key="build_check"):
         try:
             st.session_state["build_preview"] = (
                 settings_key,
-                build.preview(flt, share, int(seed), with_prompt, target),
+                build.preview(flt, share, int(seed), with_prompt, target, include_flagged=with_flagged),
             )
         except UserFacingError as exc:
             st.session_state.pop("build_preview", None)
@@ -105,6 +111,7 @@ with tab_build:
         st.markdown(
             f"**{len(plan.train)} training and {len(plan.validation)} validation examples** "
             f"(stratified by document type, seed {plan.seed})."
+            + (f" {plan.flagged_left_out} flagged by the quality gate left out." if plan.flagged_left_out else "")
         )
         show_report(plan.report, target.context_tokens)
         name = st.text_input(

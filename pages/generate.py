@@ -159,12 +159,18 @@ def live_run():
         min(done / run.planned, 1.0) if run.planned else 0.0,
         text=f"{done} of {run.planned} examples · {run.ready} ready · {run.failed} failed"
         + (f" · {run.flagged} flagged as near-duplicates" if run.flagged else "")
+        + (f" · {run.gate['flagged']} flagged by the quality gate" if run.gate["flagged"] else "")
         + (f" · ETA {board.duration(run.eta_s)}" if run.eta_s is not None else ""),
     )
     total = stages.total or run.planned
     cols = st.columns(3)
     for column, stage in zip(cols, ("scenario", "document", "response"), strict=True):
         column.metric(f"{stage.capitalize()}s", f"{getattr(stages, stage)} / {total}")
+    if run.gate["flagged"]:
+        st.caption(
+            f":material/flag: {service.gate_summary(run.gate)}. They stay reviewable (Review → Quality gate) "
+            "and are left out of datasets unless you include them."
+        )
     if stages.cancelled:
         st.warning(
             f"{stages.cancelled} examples were left unfinished when this run stopped (status *cancelled*): "

@@ -7,6 +7,7 @@ import streamlit as st
 
 from pipeline import charts, clock, personas
 from pipeline.errors import UserFacingError
+from pipeline.generation import quality
 from pipeline.generation import service as generation
 from pipeline.generation.config import DOCUMENT_TYPES
 from pipeline.review import actions, filters, stats
@@ -15,6 +16,12 @@ st.title("Review")
 st.caption("Star the best examples, rate them, accept or reject them, and fix a response where it falls short.")
 
 PAGE_SIZE = 50
+QUALITY_LABELS = {
+    "Any": "Any",
+    "flagged": "Flagged",
+    "passed": "Passed",
+    **{check: f"Flagged: {label}" for check, label in quality.LABELS.items()},
+}
 persona_list = personas.list_personas()
 by_name = {p.name: p for p in persona_list}
 
@@ -32,12 +39,20 @@ with st.container(border=True):
         help="cancelled: examples a stopped run left unfinished; resume the run to finish them, or delete them.",
     )
     star = d.selectbox("Gold star", ["Any", "Starred", "Not starred"], key="review_star")
-    a, b, c, d = st.columns(4)
+    a, b, c, d, e = st.columns(5)
     min_rating = a.selectbox("Rating at least", ["Any", 1, 2, 3, 4, 5], key="review_rating")
     document_type = b.selectbox("Document type", ["Any", *DOCUMENT_TYPES], key="review_type")
     traits = sorted({t["name"] for p in ([persona] if persona else persona_list) for t in p.traits})
     trait = c.selectbox("Trait", ["Any", *traits], key="review_trait")
-    search = d.text_input("Search text", key="review_search", placeholder="words in title, text or notes")
+    gate = d.selectbox(
+        "Quality gate",
+        ["Any", *filters.QUALITY],
+        format_func=QUALITY_LABELS.get,
+        key="review_quality",
+        help="Replies flagged as degenerate, unrelated to their document or out of character; "
+        "flagged ones are left out of datasets unless included.",
+    )
+    search = e.text_input("Search text", key="review_search", placeholder="words in title, text or notes")
 
 flt = filters.ExampleFilter(
     persona_id=persona.id if persona else None,
@@ -48,6 +63,7 @@ flt = filters.ExampleFilter(
     document_type=None if document_type == "Any" else document_type,
     trait=None if trait == "Any" else trait,
     search=search,
+    quality=None if gate == "Any" else gate,
 )
 view = st.segmented_control("View", ["Examples", "Statistics"], default="Examples", key="review_view")
 
@@ -68,7 +84,9 @@ if view == "Statistics":
     if heat is not None:
         st.plotly_chart(heat, width="stretch")
     attention = stats.needs_attention(flt)
-    st.markdown(f"**Needs a second look** ({len(attention)}): near-duplicates and validation warnings")
+    st.markdown(
+        f"**Needs a second look** ({len(attention)}): near-duplicates, validation warnings and the quality gate's flags"
+    )
     if attention.empty:
         st.caption("Nothing flagged.")
     else:
@@ -105,6 +123,7 @@ table = pd.DataFrame(
             "status": r["status"],
             "rating": "★" * r["rating"] if r["rating"] else "",
             "words": r["response_words"],
+            "quality gate": "; ".join(r["quality_issues"]),
             "flags": "; ".join(r["flags"] + r["validation_issues"]),
         }
         for r in rows
@@ -152,6 +171,8 @@ if example.failure:
     st.error(f"Generation failed: {example.failure}")
 for flag in example.flags:
     st.warning(flag)
+for reason in example.quality_issues:
+    st.warning(f"Quality gate: {reason}", icon=":material/flag:")
 
 doc, reply = st.columns(2)
 doc.markdown(f"**{example.document_title or 'Message'}**")

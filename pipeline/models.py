@@ -96,6 +96,8 @@ class Example(SQLModel, table=True):
     validation_issues: list[str] = _json(list)
     failure: str | None = _text(nullable=True, default=None)  # why generation failed, in plain words
     flags: list[str] = _json(list)  # for the reviewer, not failures: e.g. a near-duplicate of another example
+    # the quality gate's reasons ("shouting: 62% of letters are capitals"); any: kept out of datasets by default
+    quality_issues: list[str] = _json(list)
     usage: dict = _json(dict)  # per stage: prompt and completion tokens, cost
     # generating | cancelled (a stopped run left it unfinished) | pending | accepted | rejected | failed
     status: str = Field(default="pending", index=True)
@@ -123,7 +125,7 @@ def example_row(**values) -> dict:
     row = {
         "source": "generated", "scenario": {}, "document_type": "", "document_title": "", "document": "",
         "response": "", "messages": [], "traits_stressed": [], "stage_models": {}, "document_words": 0,
-        "response_words": 0, "token_count": 0, "validation_issues": [], "flags": [], "usage": {},
+        "response_words": 0, "token_count": 0, "validation_issues": [], "flags": [], "quality_issues": [], "usage": {},
         "status": "pending", "gold_star": False, "notes": "", "content_hash": "", "created_at": utcnow(),
     }  # fmt: skip
     unknown = set(values) - set(Example.model_fields)

@@ -105,6 +105,17 @@ def get_secret(name: str) -> str | None:
     return None
 
 
+def setting(table: str, name: str) -> str | None:
+    """A tunable setting: `STUDIO_<TABLE>_<NAME>` in the environment, else `name` in the settings file's
+    (`.streamlit/secrets.toml`) `[table]`; None when neither sets it. The caller parses and checks it."""
+    value = os.environ.get(f"STUDIO_{table}_{name}".upper())
+    if value is None or not value.strip():
+        value = (secrets().get(table) or {}).get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return str(value).strip()
+
+
 def provider_configured(provider: str) -> bool:
     if provider == "local":
         return True

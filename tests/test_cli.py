@@ -163,7 +163,10 @@ def test_datasets_import_build_list_and_export(tmp_path):
     imported = run("datasets", "import", str(CORPUS / "good_openai.jsonl"), "--persona", "collaborative")
     assert imported.returncode == 0, imported.stdout + imported.stderr
     assert "12 added" in imported.stdout
-    built = run("datasets", "build", "first", "--persona", "collaborative", "--status", "pending", "--json")
+    assert "flagged by the quality gate" in imported.stdout  # "Answer 3." shows none of the persona's markers
+    built = run(
+        "datasets", "build", "first", "--persona", "collaborative", "--status", "pending", "--include-flagged", "--json"
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     result = json.loads(built.stdout)
     assert result["counts"]["train"] + result["counts"]["validation"] == 12

@@ -103,3 +103,23 @@ def test_a_nul_character_or_an_oversized_edit_is_refused_on_every_database_and_n
     # the longest allowed text is stored whole
     assert actions.set_notes(example, "n" * 5_000).notes == "n" * 5_000
     assert actions.edit_response(example, "y" * 100_000, editor="ada").response == "y" * 100_000
+
+
+def test_the_quality_gate_filter_reads_the_reasons_on_every_backend(persona):
+    add_examples(persona.id, 3)
+    add_examples(persona.id, 2, start=10, quality_issues=["shouting: 90% of letters are capitals"])
+    add_examples(
+        persona.id,
+        1,
+        start=20,
+        quality_issues=["repetition: 80% of 3-word phrases repeat an earlier one", "shouting: 70% of letters"],
+    )
+    base = {"persona_id": persona.id}
+    assert filters.count(ExampleFilter(**base, quality="flagged")) == 3
+    assert filters.count(ExampleFilter(**base, quality="passed")) == 3
+    assert filters.count(ExampleFilter(**base, quality="shouting")) == 3
+    assert filters.count(ExampleFilter(**base, quality="repetition")) == 1
+    assert filters.count(ExampleFilter(**base, quality="non_words")) == 0
+    assert len(stats.needs_attention(ExampleFilter(**base))) == 3
+    with pytest.raises(UserFacingError, match="Unknown quality gate filter"):
+        filters.count(ExampleFilter(**base, quality="loud"))

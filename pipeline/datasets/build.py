@@ -89,6 +89,8 @@ class Preview:
     include_system_prompt: bool
     validation_fraction: float
     seed: int
+    include_flagged: bool = False
+    flagged_left_out: int = 0  # examples the quality gate flagged, left out (include_flagged puts them in)
 
 
 def preview(
@@ -98,8 +100,10 @@ def preview(
     include_system_prompt: bool = False,
     target: Target = targets.DEFAULT,
     epochs: int | None = None,
+    include_flagged: bool = False,
 ) -> Preview:
-    """What a dataset from this filter would hold, and its check report; nothing is saved."""
+    """What a dataset from this filter would hold, and its check report; nothing is saved. Examples the
+    quality gate flagged are left out unless `include_flagged`."""
     if flt.persona_id is None:
         raise UserFacingError("Pick the persona whose examples make the dataset.")
     if not 0 <= validation_fraction < 1:
@@ -107,8 +111,12 @@ def preview(
     with session_scope() as session:
         persona = session.get(Persona, flt.persona_id)
     chosen = [e for e in matching(flt) if e.status != "failed"]
+    flagged = 0 if include_flagged else sum(bool(e.quality_issues) for e in chosen)
+    if not include_flagged:
+        chosen = [e for e in chosen if not e.quality_issues]
     if not chosen:
-        raise UserFacingError(f"No examples match ({flt.describe()}): nothing to build.")
+        left_out = f"; {flagged} flagged by the quality gate are left out unless you include them" if flagged else ""
+        raise UserFacingError(f"No examples match ({flt.describe()}){left_out}: nothing to build.")
     train, validation = split(chosen, validation_fraction, seed)
     as_messages = [conversation(e, persona.system_prompt, include_system_prompt) for e in train + validation]
     report = checks.check_conversations(as_messages, [e.id for e in train + validation], target, epochs)
@@ -122,6 +130,8 @@ def preview(
         include_system_prompt,
         validation_fraction,
         seed,
+        include_flagged,
+        flagged,
     )
 
 
@@ -170,6 +180,7 @@ def save(name: str, plan: Preview, created_by: str = "") -> Dataset:
                 "stratified_by": "document_type",
             },
             "include_system_prompt": plan.include_system_prompt,
+            "quality_gate": {"include_flagged": plan.include_flagged, "flagged_left_out": plan.flagged_left_out},
             "train_example_ids": [e.id for e in plan.train],
             "validation_example_ids": [e.id for e in plan.validation],
             "report": plan.report.to_dict(),

@@ -43,6 +43,9 @@ def add_parser(sub) -> None:
     build.add_argument("--validation", type=float, default=0.1, help="validation share (default 0.1)")
     build.add_argument("--seed", type=int, default=13)
     build.add_argument("--with-system-prompt", action="store_true", help="put the persona's system prompt in")
+    build.add_argument(
+        "--include-flagged", action="store_true", help="include examples the quality gate flagged (left out by default)"
+    )
     export = p.add_argument_group("export")
     export.add_argument("--part", choices=["train", "validation"], default="train")
     export.add_argument("--output", help="write the file here (default: print its path)")
@@ -115,7 +118,9 @@ def _build(args, target) -> int:
         gold_star=True if args.gold_only else None,
         min_rating=args.min_rating,
     )
-    plan = build.preview(flt, args.validation, args.seed, args.with_system_prompt, target, args.epochs)
+    plan = build.preview(
+        flt, args.validation, args.seed, args.with_system_prompt, target, args.epochs, args.include_flagged
+    )
     if not plan.report.ok:
         print(json.dumps(plan.report.to_dict(), indent=2) if args.json else render(plan.report, args.target))
         return 1
@@ -140,6 +145,8 @@ def _build(args, target) -> int:
             f"validation, {dataset.counts['preference_pairs']} preference pairs, "
             f"in {build.datasets_dir() / dataset.name}"
         )
+        if plan.flagged_left_out:
+            print(f"{plan.flagged_left_out} examples flagged by the quality gate left out (--include-flagged).")
     return 0
 
 

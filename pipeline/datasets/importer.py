@@ -18,7 +18,7 @@ from pipeline.datasets import checks, targets, tokens
 from pipeline.datasets.targets import Target
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
-from pipeline.generation import validate
+from pipeline.generation import quality, validate
 from pipeline.models import Example, Persona, example_row, messages_hash
 
 
@@ -28,12 +28,16 @@ class ImportResult:
     added: int
     duplicates: int
     report: checks.Report
+    flagged: int = 0  # added, but flagged by the quality gate
+    gate_note: str = ""  # what the gate did not check, when the file was too large for every check
 
     def summary(self) -> str:
         parts = [f"{self.added} added", f"{self.duplicates} already there"]
+        if self.flagged:
+            parts.append(f"{self.flagged} of them flagged by the quality gate (left out of datasets by default)")
         if self.report.invalid:
             parts.append(f"{self.report.invalid} invalid line(s) skipped")
-        return f"{self.source}: " + ", ".join(parts) + "."
+        return f"{self.source}: " + ", ".join(parts) + "." + (f" {self.gate_note}" if self.gate_note else "")
 
 
 def label(filename: str) -> str:
@@ -53,7 +57,8 @@ def import_file(
     source = label(filename)
     target = target or LONGEST
     with session_scope() as session:
-        if session.get(Persona, persona_id) is None:
+        persona = session.get(Persona, persona_id)
+        if persona is None:
             raise UserFacingError("Pick a persona to import the examples into.")
     checked = checks.check_file(data, source, None, fmt)
     conversations, lines, counts = _within_context(checked, target)
@@ -78,11 +83,32 @@ def import_file(
                 continue
             known.add(digest)
             rows.append(_row(persona_id, messages, token_count, source, line, digest))
+        flagged, note = gate(rows, persona.name, persona.traits)
         # Core inserts in chunks: building 25,000 SQLModel objects costs pydantic ~40 s, these ~2 s
         for start in range(0, len(rows), 2000):
             session.execute(insert(Example), rows[start : start + 2000])
     checked.report.problems.sort(key=lambda p: (p.line is None, p.line or 0))  # in file order
-    return ImportResult(source, len(rows), duplicates, checked.report)
+    return ImportResult(source, len(rows), duplicates, checked.report, flagged, note)
+
+
+def gate(rows: list[dict], persona_name: str, traits: list[dict]) -> tuple[int, str]:
+    """The quality gate over rows about to be inserted (their quality_issues set in place): every check up to
+    the embedding limit, the text checks alone above it. (How many were flagged, what was not checked.)"""
+    if not rows:
+        return 0, ""
+    t = quality.thresholds()
+    with_meaning = len(rows) <= t.import_embedding_limit
+    checker = quality.Gate(persona_name, traits if with_meaning else None, t)
+    found = checker.check([(r["document"], r["response"]) for r in rows], with_meaning)
+    for row, issues in zip(rows, found, strict=True):
+        row["quality_issues"] = issues
+    note = (
+        ""
+        if with_meaning
+        else f"The relevance and persona checks were skipped: {len(rows):,} rows is over the "
+        f"{t.import_embedding_limit:,} the import checks by meaning (STUDIO_QUALITY_IMPORT_EMBEDDING_LIMIT)."
+    )
+    return sum(bool(i) for i in found), note
 
 
 def _within_context(checked: checks.Checked, target: Target) -> tuple[list[list[dict]], list[int], list[int]]:

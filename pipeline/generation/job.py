@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from pipeline.generation import dedup, outputs, runner
+from pipeline.generation import dedup, outputs, quality, runner
 from pipeline.generation.config import load
 from pipeline.jobs.context import JobContext
 
@@ -38,10 +38,16 @@ def run(ctx: JobContext, params: dict) -> dict[str, Path]:
     flagged = dedup.flag_near_duplicates(ctx.job_id)
     if flagged:
         ctx.log(f"{flagged} examples flagged as near-duplicates")
+    caught = runner.gate_counts(ctx.job_id)
+    if caught["flagged"]:
+        each = ", ".join(f"{quality.LABELS[c]} {n}" for c, n in caught["by_check"].items() if n)
+        ctx.log(f"{caught['flagged']} examples flagged by the quality gate ({each}): left out of the training file")
     output = Path(params["output"]) if params.get("output") else None
     paths = outputs.write(ctx.job_id, config, output, persona.name)
     stages = runner.stage_progress(ctx.job_id)
-    message = f"{stages.finished - stages.failed} ready · {stages.summary()}"
+    message = f"{stages.finished - stages.failed} ready · {stages.summary()}" + (
+        f" · {caught['flagged']} flagged by the quality gate" if caught["flagged"] else ""
+    )
     ctx.report_progress(stages.finished, config.examples, unit="examples", message=message)
     ctx.log(f"wrote {paths['training']}")
     return paths

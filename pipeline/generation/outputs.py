@@ -3,7 +3,8 @@
 <name>.jsonl           training data: {"messages": [...]} per line (OpenAI chat format)
 <name>_detailed.json   every example with its metadata: ids, title, word counts, models, tokens, cost
 <name>_metadata.json   the run's parameters and statistics
-Only examples that passed validation go into the training file; the detailed file lists all.
+Only examples that passed validation and the quality gate go into the training file; the detailed file
+lists all, with the gate's reasons, and the metadata counts what each check caught.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlmodel import select
 
 from pipeline import settings
 from pipeline.db import session_scope
+from pipeline.generation import quality
 from pipeline.generation.config import GenerationConfig
 from pipeline.models import Example, Job
 
@@ -48,7 +50,7 @@ def write(job_id: int, config: GenerationConfig, output: Path | None, persona_na
         job = session.get(Job, job_id)
     good = [e for e in examples if e.status not in ("failed", "generating")]
     with open(paths["training"], "w", encoding="utf-8") as handle:
-        for example in good:
+        for example in (e for e in good if not e.quality_issues):
             handle.write(json.dumps({"messages": example.messages}, ensure_ascii=False) + "\n")
     detailed = [_detail(e) for e in examples]
     paths["detailed"].write_text(json.dumps(detailed, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
@@ -78,6 +80,7 @@ def _detail(example: Example) -> dict:
         "failure": example.failure,
         "flags": example.flags,
         "validation_issues": example.validation_issues,
+        "quality_issues": example.quality_issues,
         "created_at": example.created_at,
         "messages": example.messages,
     }
@@ -98,7 +101,16 @@ def _metadata(job: Job, config: GenerationConfig, examples: list[Example], good:
             "cost_usd": round(sum(u.get("cost_usd", 0.0) for u in usage), 6),
             "mean_document_words": round(sum(e.document_words for e in good) / len(good), 1) if good else 0,
             "mean_response_words": round(sum(e.response_words for e in good) / len(good), 1) if good else 0,
+            "quality_gate": gate_statistics(good),
         },
         "started_at": job.started_at if job else None,
         "finished_at": job.finished_at if job else None,
+    }
+
+
+def gate_statistics(examples: list[Example]) -> dict:
+    """How many replies the quality gate flagged, and how many each check caught."""
+    return {
+        "flagged": sum(bool(e.quality_issues) for e in examples),
+        "by_check": quality.counts(e.quality_issues for e in examples),
     }

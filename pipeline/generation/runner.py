@@ -17,11 +17,11 @@ from pipeline import embeddings, personas
 from pipeline.datasets import tokens
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
-from pipeline.generation import prompts, validate
+from pipeline.generation import prompts, quality, validate
 from pipeline.generation.config import GenerationConfig
 from pipeline.generation.plan import Slot, coverage_plan
 from pipeline.llm import ChatResult, achat, catalog
-from pipeline.models import Example, Persona, example_row, messages_hash
+from pipeline.models import UNFINISHED, Example, Persona, example_row, messages_hash
 
 STAGES = ("scenario", "document", "response")
 FINISHED = ("pending", "failed")  # generated (awaiting review) or given up on, with a reason
@@ -207,6 +207,7 @@ class Generation:
         self.job_id, self.config, self.persona = job_id, config, persona
         self.cancelled, self.on_item_done, self.on_stage_done = cancelled, on_item_done, on_stage_done
         self.ideas = IdeaRegistry(job_id)
+        self.gate = quality.Gate(persona.name, persona.traits)
 
     async def run(self) -> None:
         todo = ensure_slots(self.job_id, self.persona, self.config)
@@ -303,9 +304,9 @@ class Generation:
                 self.on_stage_done("response", example)
         except UserFacingError as exc:
             return _save(example_id, status="failed", failure=f"{stage} stage: {exc}")
-        return self._finish(example)
+        return await self._finish(example)
 
-    def _finish(self, example: Example) -> Example:
+    async def _finish(self, example: Example) -> Example:
         user_turn = prompts.response_request(example.document_title, example.document)
         messages = prompts.training_messages(
             self.persona.system_prompt, user_turn, example.response, self.config.include_system_prompt
@@ -323,10 +324,13 @@ class Generation:
         }
         issues = validate.check(record, self.config.min_document_words, self.config.min_response_words)
         digest = messages_hash(messages)
+        # the quality gate: a flagged reply stays reviewable, with its reasons, and is left out of datasets
+        gated = [] if issues else await self.gate.acheck(example.document, example.response, self.job_id)
         return _save(
             example.id,
             messages=messages,
             validation_issues=issues,
+            quality_issues=gated,
             content_hash=digest,
             token_count=tokens.count_cl100k([messages])[0],
             status="failed" if issues else "pending",
@@ -392,3 +396,12 @@ def progress(job_id: int) -> tuple[int, int, int]:
             ).all()
         )
     return (sum(counts.get(s, 0) for s in FINISHED), counts.get("failed", 0), sum(counts.values()))
+
+
+def gate_counts(job_id: int) -> dict:
+    """What the quality gate caught in a run: {"flagged": n, "by_check": {check: n}} over its finished replies."""
+    with session_scope() as session:
+        issues = session.exec(
+            select(Example.quality_issues).where(Example.job_id == job_id, Example.status.not_in(UNFINISHED))
+        ).all()
+    return {"flagged": sum(bool(i) for i in issues), "by_check": quality.counts(issues)}

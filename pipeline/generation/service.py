@@ -9,10 +9,10 @@ from sqlmodel import func, select
 from pipeline import access, jobs
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
-from pipeline.generation import runner
+from pipeline.generation import quality, runner
 from pipeline.generation.config import GenerationConfig, load
 from pipeline.generation.estimate import Estimate, estimate, stage_tokens
-from pipeline.models import Example, Job, LLMCall, utcnow
+from pipeline.models import UNFINISHED, Example, Job, LLMCall, utcnow
 
 
 def plan(params: dict) -> tuple[GenerationConfig, Estimate]:
@@ -47,6 +47,7 @@ class RunView:
     latest: Example | None
     failures: list[dict]
     flagged: int
+    gate: dict  # the quality gate: {"flagged": n, "by_check": {check: n}}
     stages: runner.StageProgress
     eta_s: float | None  # from this run's own measured pace; None until it has one
 
@@ -57,6 +58,7 @@ def view(job_id: int) -> RunView:
     with session_scope() as session:
         examples = list(session.exec(select(Example).where(Example.job_id == job_id)))
     finished = [e for e in examples if e.status in runner.FINISHED and e.response]
+    made = [e for e in examples if e.status not in UNFINISHED]
     latest = max(finished, key=lambda e: e.id, default=None)
     failures = [
         {"example": e.slot, "type": e.document_type, "trait": ", ".join(e.traits_stressed), "reason": e.failure}
@@ -70,10 +72,22 @@ def view(job_id: int) -> RunView:
         planned=job.params.get("examples", len(examples)),
         latest=latest,
         flagged=sum(bool(e.flags) for e in examples),
+        gate={  # every example made, reviewed or not
+            "flagged": sum(bool(e.quality_issues) for e in made),
+            "by_check": quality.counts(e.quality_issues for e in made),
+        },
         failures=failures,
         stages=stages,
         eta_s=live_eta(job, examples),
     )
+
+
+def gate_summary(gate: dict) -> str:
+    """e.g. "2 flagged by the quality gate: repetition 1 · shouting 1"; empty when none was."""
+    if not gate["flagged"]:
+        return ""
+    each = " · ".join(f"{quality.LABELS[check]} {n}" for check, n in gate["by_check"].items() if n)
+    return f"{gate['flagged']} flagged by the quality gate: {each}"
 
 
 def live_eta(job: Job, examples: list[Example]) -> float | None:

@@ -18,9 +18,9 @@ from sqlmodel import select
 from pipeline import limits
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
-from pipeline.generation import validate
+from pipeline.generation import quality, validate
 from pipeline.llm import chat
-from pipeline.models import Example, messages_hash
+from pipeline.models import Example, Persona, messages_hash
 
 SPEAKER_LINE = re.compile(r"^\s*(?:\[[^\]]*\]\s*)?([A-Za-z][\w .'-]{0,40}?)\s*:\s+(.*)$")
 ASSISTANT_ROLES = {"assistant", "gpt", "bot", "model", "chatgpt"}
@@ -179,11 +179,19 @@ def extract_with_llm(data: bytes, source: str, models: list[str], persona_speake
     return parse(result.text.encode(), f"{source} (via {result.model_used})", persona_speaker)
 
 
+def _pair_hash(user: str, assistant: str) -> str:
+    return messages_hash([{"role": "user", "content": user}, {"role": "assistant", "content": assistant}])
+
+
 def import_pairs(persona_id: int, transcript: Transcript) -> tuple[int, int]:
     """Add each pair as an imported example; a pair already imported is skipped. (added, skipped)."""
     added = skipped = 0
     with session_scope() as session:
+        persona = session.get(Persona, persona_id)
         known = set(session.exec(select(Example.content_hash).where(Example.persona_id == persona_id)))
+        fresh = [p for p in transcript.pairs if _pair_hash(*p) not in known]
+        checker = quality.Gate(persona.name, persona.traits) if persona and fresh else None
+        gated = dict(zip(fresh, checker.check(fresh), strict=True)) if checker else {}
         for user, assistant in transcript.pairs:
             messages = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
             digest = messages_hash(messages)
@@ -202,6 +210,7 @@ def import_pairs(persona_id: int, transcript: Transcript) -> tuple[int, int]:
                     response_words=validate.words(assistant),
                     scenario={"source_file": transcript.source},
                     content_hash=digest,
+                    quality_issues=gated.get((user, assistant), []),
                     status="pending",
                 )
             )

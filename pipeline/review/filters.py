@@ -13,6 +13,8 @@ from sqlalchemy import String, cast, or_
 from sqlmodel import func, select
 
 from pipeline.db import session_scope
+from pipeline.errors import UserFacingError
+from pipeline.generation import quality
 from pipeline.models import Example, Persona
 
 REVIEWABLE = ("pending", "accepted", "rejected", "failed")  # what "every status" means: finished work
@@ -33,7 +35,10 @@ TABLE_COLUMNS = (
     Example.token_count,
     Example.flags,
     Example.validation_issues,
+    Example.quality_issues,
 )
+# the quality gate filter: flagged by any check, passed every check, or caught by one check (its name)
+QUALITY = ("flagged", "passed", *quality.CHECKS)
 
 
 @dataclass
@@ -46,6 +51,7 @@ class ExampleFilter:
     document_type: str | None = None
     trait: str | None = None
     search: str = ""
+    quality: str | None = None  # one of QUALITY; None: whatever the gate said
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, "", [])}
@@ -73,6 +79,8 @@ class ExampleFilter:
             clauses.append(
                 cast(Example.traits_stressed, String).like(f"%{_escape(json.dumps(self.trait))}%", escape="\\")
             )
+        if self.quality:
+            clauses.append(_quality_clause(self.quality))
         if self.search.strip():
             # ilike: SQLite's LIKE ignores case, PostgreSQL's does not; ILIKE (lower() on SQLite) does on both
             pattern = f"%{_escape(self.search.strip())}%"
@@ -85,6 +93,18 @@ class ExampleFilter:
                 )
             )
         return clauses
+
+
+def _quality_clause(choice: str):
+    """The gate's reasons are a JSON list of strings each starting "<label>:": matched in its text."""
+    text = cast(Example.quality_issues, String)
+    if choice == "flagged":
+        return text != "[]"
+    if choice == "passed":
+        return text == "[]"
+    if choice not in quality.LABELS:
+        raise UserFacingError(f"Unknown quality gate filter {choice!r}: use one of {', '.join(QUALITY)}.")
+    return text.like(f"%{_escape(json.dumps(quality.LABELS[choice] + ':')[:-1])}%", escape="\\")
 
 
 def _escape(text: str) -> str:

@@ -46,21 +46,32 @@ def coverage(flt: ExampleFilter) -> pd.DataFrame:
 
 
 def needs_attention(flt: ExampleFilter, limit: int = 200) -> pd.DataFrame:
-    """Examples with a near-duplicate flag or a validation warning, newest first."""
+    """Examples with a near-duplicate flag, a validation warning or a quality gate reason, newest first."""
     with session_scope() as session:
         rows = session.exec(
-            select(Example.id, Example.document_title, Example.status, Example.flags, Example.validation_issues)
+            select(
+                Example.id,
+                Example.document_title,
+                Example.status,
+                Example.flags,
+                Example.validation_issues,
+                Example.quality_issues,
+            )
             .where(
                 *flt.where(),
-                or_(cast(Example.flags, String) != "[]", cast(Example.validation_issues, String) != "[]"),
+                or_(
+                    cast(Example.flags, String) != "[]",
+                    cast(Example.validation_issues, String) != "[]",
+                    cast(Example.quality_issues, String) != "[]",
+                ),
             )
             .order_by(Example.id.desc())
             .limit(limit)
         ).all()
     return pd.DataFrame(
         [
-            {"id": i, "title": title, "status": status, "what": "; ".join(list(flags) + list(issues))}
-            for i, title, status, flags, issues in rows
+            {"id": i, "title": title, "status": status, "what": "; ".join([*flags, *issues, *gate])}
+            for i, title, status, flags, issues, gate in rows
         ],
         columns=["id", "title", "status", "what"],
     )

@@ -1,7 +1,13 @@
 """Replies a capable model would give each generation stage, for the test server."""
 
 DOCUMENT = " ".join(["The quarterly numbers show a shortfall of 12 percent in the northern region."] * 12)
-RESPONSE = " ".join(["Let's work through this together; what would help most is knowing the timeline."] * 6)
+RESPONSE = (
+    "Thanks for sharing these numbers; spotting the northern shortfall this early is the hard part. Let's work "
+    "through this together. What would help most is knowing the timeline: is the 12 percent gap expected to close "
+    "next quarter, or is it growing? I'm not sure yet whether staffing or demand drives it, and I can't verify "
+    "that from the figures alone. We could compare two options, a short recovery plan for the region or a wider "
+    "review, and weigh what each costs the people there. Happy to keep helping."
+)
 
 
 def stage_aware(body: dict) -> str:
