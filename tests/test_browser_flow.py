@@ -86,7 +86,7 @@ def _widget(page, testid: str, label: str):
 
 def _select(page, label: str, option: str) -> None:
     _widget(page, "stSelectbox", label).click()
-    page.locator('li[role="option"]', has_text=option).first.click()
+    page.get_by_role("option", name=option).first.click()
     _settled(page)
 
 
@@ -318,6 +318,13 @@ def _evaluate(page, folder) -> None:
     _untick(page, "Keep going.")
     _expand(page, "More settings")
     _number(page, "Longest reply (tokens)", 32)
+    planned = page.locator('[data-testid="stMetricLabel"]', has_text="Prompts")
+    _until(lambda: planned.count() or "The prompt set is empty" in _main(page))
+    if "The prompt set is empty" in _main(page):  # the held-out one was too like a training prompt: type one
+        box = _widget(page, "stTextArea", "Custom prompts (separate them with a blank line)").locator("textarea")
+        box.fill("Our launch slipped a week. Write the note to the team.")
+        box.press("Tab")
+        _settled(page)
     assert _metric(page, "Prompts") == "1"
     assert "Offline (no key)" in _shown(page, "stSelectbox", "Judge")
     _assert_no_error(page)
