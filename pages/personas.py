@@ -1,4 +1,4 @@
-from pages import route_through_app
+from pages import CHOSEN_PERSONA, route_through_app
 
 route_through_app()
 
@@ -65,11 +65,15 @@ creating = st.session_state.get("persona_creating", False)
 
 pick, new = st.columns([3, 1], vertical_alignment="bottom")
 if by_name:
-    if st.session_state.get("persona_choice") not in by_name:
-        st.session_state["persona_choice"] = next(iter(by_name))
+    if st.session_state.get("persona_choice") not in by_name:  # opened afresh: on the persona in hand
+        remembered = st.session_state.get(CHOSEN_PERSONA) or st.query_params.get("persona")
+        st.session_state["persona_choice"] = remembered if remembered in by_name else next(iter(by_name))
     choice = pick.selectbox("Persona", list(by_name), key="persona_choice", on_change=stop_new, disabled=creating)
 new.button("New persona", icon=":material/add:", on_click=start_new, disabled=creating, width="stretch")
 current = None if creating else by_name[choice]
+if current:  # the persona shown here (picked, created or imported) is the one every other page opens on
+    st.session_state[CHOSEN_PERSONA] = current.name
+    st.query_params["persona"] = current.name
 
 # --- The editor: one box per trait -----------------------------------------------------------
 

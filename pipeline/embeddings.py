@@ -28,7 +28,9 @@ def _folder() -> Path:
 
 @lru_cache(maxsize=1)
 def _model():
-    from transformers import AutoModel, AutoTokenizer
+    from pipeline.llm._transformers import names
+
+    AutoModel, AutoTokenizer = names("AutoModel", "AutoTokenizer")
 
     folder = _folder()
     model = AutoModel.from_pretrained(folder)

@@ -6,6 +6,7 @@ Full-page screenshots go to STUDIO_SCREENSHOT_DIR when it is set, else to a temp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -56,15 +57,21 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    with serve(tmp_path_factory.mktemp("browser") / "data", SHARED_MODELS) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def serve(data: Path, models: Path):
+    """A studio server on a free port over `data` and `models`: yields (url, data), stops it and its worker."""
     if CHROMIUM is None:
         message = "chromium missing: make test installs Debian's chromium package"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    data = tmp_path_factory.mktemp("browser") / "data"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in KEY_VARS}  # no provider keys configured
-    env |= {"STUDIO_DATA_DIR": str(data), "STUDIO_MODELS_DIR": str(SHARED_MODELS), "PYTHONPATH": str(REPO)}
+    env |= {"STUDIO_DATA_DIR": str(data), "STUDIO_MODELS_DIR": str(models), "PYTHONPATH": str(REPO)}
     env["STUDIO_SECRETS_FILE"] = str(data / "no-secrets.toml")  # never created
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), *SERVER_FLAGS],
@@ -88,7 +95,11 @@ def server(tmp_path_factory):
         yield url, data
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # a loaded machine: it was still drawing a page
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
         _stop_monitor(data)  # the app starts one in its own session, so killpg misses it
 
 

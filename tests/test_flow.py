@@ -74,6 +74,25 @@ def test_the_persona_chosen_on_one_page_is_the_one_on_the_next():
     assert at.selectbox(key="datasets_persona").value == "mentor"
 
 
+def test_a_persona_saved_on_the_personas_page_is_the_one_home_and_generate_open_on():
+    at = open_app("pages/personas.py")
+    next(b for b in at.button if b.label == "New persona").click().run()
+    at.text_input(key="pnew_name").input("mentor")
+    at.text_input(key="pnew_description").input("A patient mentor.")
+    at.text_area(key="pnew_prompt").input("You are a patient mentor.")
+    at.text_input(key="pnew_t0_name").input("patient")
+    at.text_input(key="pnew_t0_description").input("Never rushes.")
+    next(b for b in at.button if b.label == "Save persona").click().run()
+    assert not at.exception and at.query_params["persona"] in ("mentor", ["mentor"])
+
+    at.switch_page("pages/home.py").run()
+    assert at.selectbox(key="home_persona").value == "mentor"
+    next(b for b in at.button if b.label.startswith("Next:")).click().run()  # Next: Generate examples
+    assert not at.exception and at.selectbox(key="gen_persona").value == "mentor"
+    at.switch_page("pages/personas.py").run()  # and back: the Personas page opens on it too
+    assert at.selectbox(key="persona_choice").value == "mentor"
+
+
 def test_a_cloud_backend_without_its_key_is_marked_and_cannot_start(studio):
     from pipeline.datasets import build
     from pipeline.review.filters import ExampleFilter

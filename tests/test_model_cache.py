@@ -137,3 +137,34 @@ def test_requests_given_to_a_model_before_it_is_unloaded_are_answered_and_later_
     del model
     gc.collect()
     assert weights() is None
+
+
+FIRST_IMPORT_IN_THREADS = """
+import threading
+from pipeline.llm._transformers import names
+errors = []
+def load():
+    try:
+        names("AutoModel", "AutoTokenizer")
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=load) for _ in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(errors)
+"""
+
+
+def test_transformers_imported_first_by_three_threads_at_once_gives_each_its_classes():
+    """Bare `from transformers import AutoModel` in three fresh threads fails in two ("cannot import name"):
+    the Evaluate page showed that traceback when a run started while the last one was still importing."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_IMPORT_IN_THREADS], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

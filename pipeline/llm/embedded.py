@@ -60,7 +60,9 @@ def ensure_embedded_model() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "model.safetensors").exists():  # another process finished while we waited
             return target
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from pipeline.llm._transformers import names
+
+        AutoModelForCausalLM, AutoTokenizer = names("AutoModelForCausalLM", "AutoTokenizer")
 
         source = _gguf_folder()
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
@@ -106,7 +108,10 @@ class LoadedModel:
 
 def _read(name: str, folder: Path) -> LoadedModel:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pipeline.llm._transformers import names
+
+    AutoModelForCausalLM, AutoTokenizer = names("AutoModelForCausalLM", "AutoTokenizer")
 
     adapter_config = folder / "adapter_config.json"
     if adapter_config.exists():
@@ -255,7 +260,12 @@ class LocalStream:
 
     def __iter__(self):
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        from pipeline.llm._transformers import names
+
+        StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer = names(
+            "StoppingCriteria", "StoppingCriteriaList", "TextIteratorStreamer"
+        )
 
         messages, max_tokens, temperature, top_p, seed = self._args
         loaded = load(self.name)
