@@ -28,14 +28,15 @@ def _folder() -> Path:
 
 @lru_cache(maxsize=1)
 def _model():
-    from pipeline.llm._transformers import names
+    from pipeline.llm._transformers import loading, names
 
     AutoModel, AutoTokenizer = names("AutoModel", "AutoTokenizer")
 
     folder = _folder()
-    model = AutoModel.from_pretrained(folder)
-    model.eval()
-    return AutoTokenizer.from_pretrained(folder), model
+    with loading:
+        model = AutoModel.from_pretrained(folder)
+        model.eval()
+        return AutoTokenizer.from_pretrained(folder), model
 
 
 def embed(texts: list[str], batch_size: int = 32) -> np.ndarray:

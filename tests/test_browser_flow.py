@@ -126,8 +126,13 @@ def _shown(page, testid: str, label: str) -> str:
 
 
 def _button(page, key: str):
-    """A button by its widget key (Streamlit gives its container the class st-key-<key>)."""
-    return page.locator(f".st-key-{key} button")
+    """A button by its widget key (Streamlit gives its container the class st-key-<key>), once the run that
+    redraws it has replaced the previous example's copy (both stay in the page for a moment)."""
+    found = page.locator(f".st-key-{key} button")
+    deadline = time.monotonic() + 60
+    while found.count() != 1 and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    return found
 
 
 def _main(page) -> str:
@@ -262,6 +267,10 @@ def _review(page, folder, ready: int) -> None:
 
 def _dataset(page, folder, ready: int) -> None:
     _sidebar(page, "Datasets")
+    # the built-in model's 30-word replies rarely show the persona's markers: the quality gate flags them,
+    # and the page says they are left out unless included, which a person trying the flow then ticks
+    page.locator('[data-testid="stCheckbox"]', has_text="Include replies the quality gate flagged").click()
+    _settled(page)
     page.get_by_role("button", name="Check these examples").click()
     _settled(page)
     _wait_for_text(page, rf"{ready - 1} training and 1 validation examples")
@@ -384,15 +393,10 @@ def _playground(page, folder) -> None:
 
 def _home(page, folder) -> None:
     _sidebar(page, "Home", "Persona Studio")
-    _wait_for_text(page, rf"{PERSONA} has a deployed model")
+    _wait_for_text(page, rf"7\. Deploy\s+{MODEL} is deployed")  # the guided flow's last step, done
     _shot(page, folder, "12_home_done")
 
 
-@pytest.mark.xfail(
-    reason="open bug: in the server, the deployed fine-tuned adapter fails to load for the Playground "
-    "(NotImplementedError: Cannot copy out of meta tensor; no data!) and the built-in model answers instead",
-    strict=False,
-)
 def test_a_person_walks_from_a_new_persona_to_a_deployed_model_and_chats_with_it(server, browser, shots):  # noqa: F811
     url, _ = server
     times: dict[str, float] = {}

@@ -168,3 +168,49 @@ def test_transformers_imported_first_by_three_threads_at_once_gives_each_its_cla
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+LOADS_IN_THREADS = """
+import threading
+from pipeline import embeddings
+from pipeline.llm import embedded
+errors = []
+def chat_model():
+    try:
+        loaded = embedded._read("x", embedded.model_path(embedded.EMBEDDED_NAME))
+        assert not any(p.is_meta for p in loaded.model.parameters()), "meta tensors"
+    except Exception as exc:
+        errors.append(repr(exc))
+def embedding_model():
+    try:
+        _, model = embeddings._model()
+        assert not any(p.is_meta for p in model.parameters()), "meta tensors"
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=t) for t in (chat_model, embedding_model, chat_model)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(errors)
+"""
+
+
+def test_models_loaded_by_three_threads_at_once_each_get_real_weights():
+    """Loading builds modules on the meta device and fills them, patching process-wide state while it runs:
+    the Playground's first load of a deployed adapter beside another load failed with "Cannot copy out of
+    meta tensor; no data!". Loads take turns."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, SHARED_MODELS
+
+    done = subprocess.run(
+        [sys.executable, "-c", LOADS_IN_THREADS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "STUDIO_MODELS_DIR": str(SHARED_MODELS), "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -12,6 +12,10 @@ import importlib
 import threading
 
 _lock = threading.Lock()
+# Loading weights patches process-wide torch state while it runs (modules are built on the meta device,
+# then filled): a second load in another thread at that moment can build its model from meta tensors,
+# "Cannot copy out of meta tensor; no data!". One load at a time per process.
+loading = threading.RLock()
 
 
 def names(*wanted: str) -> tuple:

@@ -60,13 +60,14 @@ def ensure_embedded_model() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "model.safetensors").exists():  # another process finished while we waited
             return target
-        from pipeline.llm._transformers import names
+        from pipeline.llm._transformers import loading, names
 
         AutoModelForCausalLM, AutoTokenizer = names("AutoModelForCausalLM", "AutoTokenizer")
 
         source = _gguf_folder()
-        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
-        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)
+        with loading:
+            tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
+            model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)
         # The weights are dequantized on load; keeping the GGUF quantizer attached makes
         # save_pretrained refuse, and a quantization entry in config.json makes the Trainer refuse.
         model.hf_quantizer = None
@@ -107,11 +108,16 @@ class LoadedModel:
 
 
 def _read(name: str, folder: Path) -> LoadedModel:
-    import torch
-
-    from pipeline.llm._transformers import names
+    from pipeline.llm._transformers import loading, names
 
     AutoModelForCausalLM, AutoTokenizer = names("AutoModelForCausalLM", "AutoTokenizer")
+
+    with loading:
+        return _read_unlocked(name, folder, AutoModelForCausalLM, AutoTokenizer)
+
+
+def _read_unlocked(name: str, folder: Path, AutoModelForCausalLM, AutoTokenizer) -> LoadedModel:  # noqa: N803
+    import torch
 
     adapter_config = folder / "adapter_config.json"
     if adapter_config.exists():
