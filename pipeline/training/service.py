@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from pipeline import access, jobs, settings
+from pipeline import access, clock, jobs, settings
 from pipeline.datasets import build, checks, targets
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
@@ -279,7 +279,7 @@ def past_jobs(limit: int = 50) -> list[dict]:
                     "validation loss": last_val,
                     "model": model.reference if model else "",
                     "error": job.error or "",
-                    "created": job.created_at,
+                    "created": clock.local(job.created_at),
                 }
             )
         return rows
