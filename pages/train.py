@@ -45,14 +45,29 @@ with st.container(border=True):
     )
     suggested, why = service.recommended_method(backend)
     st.caption(f"Recommended here: **{service.METHODS[suggested]}**. {why}")
-    bake_extra = {}
+    method_extra = {}
     if method == "bake":
+        method_extra["bake_replies"] = st.radio(
+            "Learn on",
+            list(service.BAKE_REPLIES),
+            format_func=service.BAKE_REPLIES.get,
+            horizontal=True,
+            key="train_bake_replies",
+            help="; ".join(f"{service.BAKE_REPLIES[k]}: {service.BAKE_REPLIES_HELP[k]}" for k in service.BAKE_REPLIES),
+        )
         with st.expander("More prompts to bake on (no replies needed)"):
             typed = st.text_area("Prompts, separated by a blank line", key="train_bake_prompts", height=120)
-            bake_extra["bake_prompts"] = [block.strip() for block in typed.split("\n\n") if block.strip()]
-            bake_extra["bake_failed_documents"] = st.checkbox(
+            method_extra["bake_prompts"] = [block.strip() for block in typed.split("\n\n") if block.strip()]
+            method_extra["bake_failed_documents"] = st.checkbox(
                 "Also the documents of examples whose reply failed", key="train_bake_failed"
             )
+    if method != "dpo" and backend == "local":
+        method_extra["then_dpo"] = st.checkbox(
+            "Then prefer the persona's replies (a DPO stage on the dataset's preference pairs)",
+            key="train_then_dpo",
+            help="One job, two stages: after this method, DPO continues the same adapter on the preference pairs, "
+            "against a frozen copy of where the first stage left it (Open Character Training's recipe).",
+        )
     known = [t.base_model for t in targets.TARGETS if t.backend == backend]
     a, b = st.columns([2, 1])
     base = a.selectbox(
@@ -108,7 +123,7 @@ with st.container(border=True):
 
 try:
     config = from_preset(
-        preset, **values, **bake_extra, dataset=dataset, backend=backend, method=method, base_model=base
+        preset, **values, **method_extra, dataset=dataset, backend=backend, method=method, base_model=base
     )
     plan = service.plan(config)
 except UserFacingError as exc:
@@ -151,7 +166,10 @@ history = service.past_jobs()
 if not history:
     st.info("No training jobs yet.")
 else:
-    st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+    table = pd.DataFrame(history)
+    for column in ("train loss", "validation loss"):  # "—", not "None", for a job that logged none
+        table[column] = table[column].map(lambda v: "—" if v is None or pd.isna(v) else f"{v:.3f}")
+    st.dataframe(table, hide_index=True, width="stretch")
     resumable = [r["job"] for r in history if r["status"] in ("failed", "cancelled")]
     if resumable:
         a, b = st.columns([2, 1])

@@ -72,3 +72,28 @@ def test_commands_that_call_no_model_import_neither_litellm_nor_torch(command):
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == [], f"`{' '.join(command)}` imported {result['heavy']}"
+
+
+LOCAL_CHAT = """
+import json, sys
+from pipeline.llm import gateway
+reply = gateway.chat([{"role": "user", "content": "Say hello."}], "local/smollm2-135m-instruct",
+                     max_tokens=4, cache=False, record=False)
+print(json.dumps({"text": reply.text, "tokens": reply.completion_tokens, "litellm": "litellm" in sys.modules}))
+"""
+
+
+@pytest.mark.slow
+def test_a_call_to_the_built_in_model_answers_without_importing_litellm():
+    # Every job process on the built-in model would otherwise wait seconds for litellm before its first token.
+    out = subprocess.run(
+        [sys.executable, "-c", LOCAL_CHAT],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["text"] and 0 < result["tokens"] <= 4
+    assert result["litellm"] is False

@@ -159,3 +159,37 @@ def test_bake_also_takes_typed_prompts_and_the_documents_of_failed_examples(data
     asked = [turns[0]["content"] for turns, reply in found]
     assert asked[0] == "Plan my week." and len(found) == 2 and all(reply == "" for _, reply in found)
     assert "Sales fell." in asked[1] and "Q3 memo" in asked[1]  # as the response stage would have asked it
+
+
+def test_on_policy_baking_learns_from_the_students_own_replies_and_beats_the_plain_base(dataset):  # noqa: F811
+    job = service.start(bake_config(name="tiny-on-policy", epochs=2, bake_replies="student"))
+    process = run_job_process(job.id)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+    job = ingested(job.id)
+    assert job.status == "succeeded", job.error
+    folder = runfolder.run_dir(job.id)
+    log = (folder / runfolder.LOG).read_text()
+    assert "on-policy: the student wrote 38 replies of its own" in log  # 19 prompts × 2 epochs, one a step each
+    cache = bake.TeacherCache(folder / bake.TEACHER)
+    assert cache.passes() == 5  # only the validation prompts are scored ahead and cached
+    with session_scope() as session:
+        metrics = session.exec(select(TrainingMetric).where(TrainingMetric.job_id == job.id)).all()
+    final_kl = [m.val_loss for m in metrics if m.val_loss is not None][-1]
+
+    # the same held-out KL for the untrained student (the plain base, no prompt), from the same cache
+    import torch
+
+    model, _ = tiny(dataset)
+    items = bake.exchanges(build.file_path(build.get_dataset(dataset), "openai", "validation"))
+    plain = []
+    for index, item in enumerate(items):
+        cached = cache.load("validation", index, bake.key(item))
+        with torch.no_grad():
+            student = distill.reply_log_probs(model, cached["input_ids"].tolist(), cached["reply"])
+        plain.append(distill.top_k_kl(cached["top"].float(), cached["ids"].long(), student).mean().item())
+    assert final_kl < sum(plain) / len(plain) * 0.9, (final_kl, plain)
+
+
+def test_on_policy_baking_refuses_an_sft_mix_before_launch(dataset):  # noqa: F811
+    plan = service.plan(bake_config(bake_replies="student", bake_sft_weight=0.5))
+    assert any("on-policy baking has none" in p for p in plan.problems)

@@ -638,6 +638,7 @@ def test_train_page_estimates_refuses_bad_settings_and_queues_a_job():
     assert at.success[0].value == f"Queued training job {job.id}. Follow it on Live monitoring."
     table = next(d.value for d in at.dataframe if "job" in d.value.columns)
     assert list(table["status"]) == ["queued"]
+    assert list(table["train loss"]) == ["—"]  # nothing logged yet: a dash, not "None"
 
 
 def test_train_page_bakes_the_prompt_in_with_a_longer_estimate_for_the_teacher_pass():
@@ -653,6 +654,13 @@ def test_train_page_bakes_the_prompt_in_with_a_longer_estimate_for_the_teacher_p
     assert not at.exception and not at.error
     baked = {m.label: m.value for m in at.metric}["Time (estimate)"]
     assert baked != imitate  # the teacher writes a reply to each of the 12 prompts first
+    at.radio(key="train_bake_replies").set_value("student").run()
+    on_policy = {m.label: m.value for m in at.metric}["Time (estimate)"]
+    assert on_policy != baked  # the student writes a reply to each prompt in every epoch
+    at.checkbox(key="train_then_dpo").check().run()  # a DPO stage needs pairs this dataset lacks
+    assert any("no preference pairs for the DPO stage" in e.value for e in at.error)
+    assert at.button(key="train_start").disabled
+    at.checkbox(key="train_then_dpo").uncheck().run()
     at.text_area(key="train_bake_prompts").set_value("Plan my week.\n\nReview my memo.").run()
     at.checkbox(key="train_bake_failed").check().run()
     at.button(key="train_start").click().run()
@@ -660,3 +668,4 @@ def test_train_page_bakes_the_prompt_in_with_a_longer_estimate_for_the_teacher_p
     assert job.kind == "train_local" and job.params["config"]["method"] == "bake"
     assert job.params["config"]["bake_prompts"] == ["Plan my week.", "Review my memo."]
     assert job.params["config"]["bake_failed_documents"] is True
+    assert job.params["config"]["bake_replies"] == "student" and job.params["config"]["then_dpo"] is False

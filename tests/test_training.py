@@ -272,3 +272,42 @@ def test_scoring_only_the_reply_on_cpu_gives_the_same_loss_as_scoring_every_posi
         trl_utils._use_triton, trl_utils._studio_compacts = original, False
     assert compact[0] == pytest.approx(everywhere[0], rel=1e-5)
     assert torch.allclose(compact[1], everywhere[1], atol=1e-6)
+
+
+def test_sft_then_dpo_is_one_job_whose_dpo_stage_resumes_without_repeating_the_first(dataset):
+    """Two stages in one job: SFT, then DPO from the SFT adapter; a cancel in the DPO stage resumes there."""
+    job = service.start(tiny_config(name="tiny-sft-dpo", then_dpo=True, save_every=1))
+    process = run_job_process(job.id)
+    folder = runfolder.run_dir(job.id)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (folder / "stage1" / "summary.json").exists():
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGTERM)  # Cancel, as the first stage has just ended
+    assert process.wait(timeout=120) == 0
+    assert ingested(job.id).status == "cancelled"
+
+    service.resume(job.id)
+    process = run_job_process(job.id)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+    job = ingested(job.id)
+    assert job.status == "succeeded", job.error
+    log = (folder / runfolder.LOG).read_text()
+    assert log.count("DPO stage: 1 preference pairs") >= 1
+    assert "the SFT stage finished in an earlier attempt: going on with the DPO stage" in log
+    with session_scope() as session:
+        steps = [
+            m.step
+            for m in session.exec(select(TrainingMetric).where(TrainingMetric.job_id == job.id)).all()
+            if m.loss is not None
+        ]
+        entry = session.exec(select(ModelEntry).where(ModelEntry.name == "tiny-sft-dpo")).one()
+    assert steps == sorted(set(steps)) and steps[-1] == 6  # 5 SFT steps once, then the DPO step after them
+    assert entry.metrics["stages"] == ["sft", "dpo"] and entry.metrics["preference_pairs"] == 1
+    assert not (embedded.model_path("tiny-sft-dpo") / "ref").exists()  # only the trained adapter is saved
+    assert chat([{"role": "user", "content": "Hello"}], ["local/tiny-sft-dpo"], max_tokens=5).text is not None
+
+
+def test_a_second_dpo_stage_needs_preference_pairs_and_this_machine(dataset):
+    plan = service.plan(tiny_config(then_dpo=True, backend="together", base_model=""))
+    assert any("Two stages in one job run on this machine only" in p for p in plan.problems)
+    assert any("DPO alone is one stage" in p for p in service.plan(tiny_config(method="dpo", then_dpo=True)).problems)

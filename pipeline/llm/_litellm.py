@@ -10,11 +10,8 @@ os.environ.setdefault("LITELLM_LOG", "ERROR")
 
 import litellm
 
-from pipeline.llm.local_provider import LocalProvider
-
 litellm.telemetry = False
 litellm.suppress_debug_info = True
 litellm.drop_params = True  # a parameter a provider lacks is dropped, not an error
-litellm.custom_provider_map = [{"provider": "local", "custom_handler": LocalProvider()}]
 
 __all__ = ["litellm"]

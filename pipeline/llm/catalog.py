@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from pipeline import settings
 from pipeline.errors import UserFacingError
 from pipeline.llm import embedded
-from pipeline.llm._litellm import litellm
+
+
+def _litellm():
+    # Imported on first need (a provider's name to route or price): it takes seconds, and local and
+    # Ollama names never need it.
+    from pipeline.llm._litellm import litellm
+
+    return litellm
+
 
 # litellm provider → the variable our settings read its key from
 _KEY_FOR_PROVIDER = {
@@ -105,7 +113,7 @@ def resolve(name: str) -> ResolvedModel:
             call_kwargs={"api_base": endpoint.api_base, "api_key": key or "no-key"},
         )
     try:
-        _, provider, _, _ = litellm.get_llm_provider(name)
+        _, provider, _, _ = _litellm().get_llm_provider(name)
     except Exception:  # noqa: BLE001 - litellm raises several kinds for a name it cannot route
         raise UserFacingError(
             f"Unknown model {name!r}. Write it as provider/model, e.g. anthropic/claude-haiku-4-5, "
@@ -122,7 +130,7 @@ def resolve(name: str) -> ResolvedModel:
 
 def _litellm_key_names(name: str) -> list[str]:
     try:
-        return list(litellm.validate_environment(model=name).get("missing_keys") or [])
+        return list(_litellm().validate_environment(model=name).get("missing_keys") or [])
     except Exception:  # noqa: BLE001 - unknown to litellm: no key names to ask for
         return []
 
@@ -145,7 +153,7 @@ def price(name: str, prompt_tokens: int, completion_tokens: int) -> float | None
     if model.is_local or model.provider == "ollama":  # runs on your own machine
         return 0.0
     try:
-        cost_in, cost_out = litellm.cost_per_token(
+        cost_in, cost_out = _litellm().cost_per_token(
             model=model.litellm_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
     except Exception:  # noqa: BLE001 - not in litellm's price list

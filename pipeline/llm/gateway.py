@@ -19,8 +19,10 @@ shows which models failed, and why, before the one that answered.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,16 +33,23 @@ import tenacity
 from pipeline import settings
 from pipeline.errors import UserFacingError
 from pipeline.llm import catalog, disk_cache, embedded
-from pipeline.llm._litellm import litellm
 
-_TRANSIENT = (
-    litellm.RateLimitError,
-    litellm.Timeout,
-    litellm.APIConnectionError,
-    litellm.InternalServerError,
-    litellm.ServiceUnavailableError,
-    litellm.BadGatewayError,
-)
+
+def _litellm():
+    from pipeline.llm._litellm import litellm
+
+    return litellm
+
+
+def _transient_kinds(litellm) -> tuple[type[BaseException], ...]:
+    return (
+        litellm.RateLimitError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.BadGatewayError,
+    )
 
 
 @dataclass(frozen=True)
@@ -216,7 +225,8 @@ def _retry_after_seconds(exc: BaseException | None) -> float | None:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, _TRANSIENT):
+    litellm = sys.modules.get("litellm")  # not imported yet: no provider was called, so not one of its errors
+    if litellm is not None and isinstance(exc, _transient_kinds(litellm)):
         return True
     status = getattr(exc, "status_code", None)
     return isinstance(status, int) and status >= 500
@@ -246,9 +256,61 @@ def _cost(response, model: catalog.ResolvedModel) -> float:
     if "response_cost" in hidden:  # litellm priced it (or found no price) while logging: don't pay twice
         return float(hidden["response_cost"] or 0.0)
     try:
-        return float(litellm.completion_cost(completion_response=response) or 0.0)
+        return float(_litellm().completion_cost(completion_response=response) or 0.0)
     except Exception:  # noqa: BLE001
         return 0.0  # a model missing from litellm's price list: cost unknown, counted as zero
+
+
+@dataclass
+class _LocalMessage:
+    content: str
+
+
+@dataclass
+class _LocalChoice:
+    message: _LocalMessage
+    finish_reason: str
+
+
+@dataclass
+class _LocalUsage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class _LocalResponse:
+    """What `answered` reads from a reply, in the shape litellm gives it (choices[0].message, usage)."""
+
+    choices: list[_LocalChoice]
+    usage: _LocalUsage
+
+
+def _local_completion(*, model: str, messages: list[dict], **params) -> _LocalResponse:
+    generation = embedded.generate(
+        model.removeprefix("local/"),
+        messages,
+        max_tokens=int(params.get("max_tokens") or 256),
+        temperature=float(params.get("temperature", 0.7)),
+        top_p=float(params.get("top_p", 0.9)),
+        seed=params.get("seed"),
+    )
+    return _LocalResponse(
+        [_LocalChoice(_LocalMessage(generation.text), generation.finish_reason)],
+        _LocalUsage(generation.prompt_tokens, generation.completion_tokens),
+    )
+
+
+async def _local_acompletion(**request) -> _LocalResponse:
+    return await asyncio.to_thread(_local_completion, **request)  # CPU-bound: keep the event loop free
+
+
+def _completion(model: catalog.ResolvedModel) -> Callable:
+    return _local_completion if model.is_local else _litellm().completion
+
+
+def _acompletion(model: catalog.ResolvedModel) -> Callable:
+    return _local_acompletion if model.is_local else _litellm().acompletion
 
 
 def chat(
@@ -272,7 +334,7 @@ def chat(
         if result is None:
             started, retryer = time.perf_counter(), call.retrying()
             try:
-                response = retryer(litellm.completion, **call.request(model))
+                response = retryer(_completion(model), **call.request(model))
             except Exception as exc:  # noqa: BLE001 - every provider error moves down the chain
                 call.failed(model, exc, retryer)
                 continue
@@ -302,7 +364,7 @@ async def achat(
         if result is None:
             started, retryer = time.perf_counter(), call.retrying(tenacity.AsyncRetrying)
             try:
-                response = await retryer(litellm.acompletion, **call.request(model))
+                response = await retryer(_acompletion(model), **call.request(model))
             except Exception as exc:  # noqa: BLE001
                 call.failed(model, exc, retryer)
                 continue
@@ -490,7 +552,7 @@ def _open_provider(model: catalog.ResolvedModel, call: _Call) -> _Opened:
     retryer = call.retrying()
 
     def start():
-        response = litellm.completion(**call.request(model), stream=True, stream_options={"include_usage": True})
+        response = _litellm().completion(**call.request(model), stream=True, stream_options={"include_usage": True})
         chunks = _text_chunks(response, counts)
         return response, chunks, next(chunks, None)  # errors that come with the first chunk are retried too
 
@@ -537,8 +599,8 @@ def _count_tokens(model: catalog.ResolvedModel, *, messages=None, text: str | No
     """A provider that was stopped sends no usage: count as litellm would bill (its tokenizer, else cl100k)."""
     try:
         if messages is not None:
-            return int(litellm.token_counter(model=model.litellm_model, messages=messages))
-        return int(litellm.token_counter(model=model.litellm_model, text=text or "")) if text else 0
+            return int(_litellm().token_counter(model=model.litellm_model, messages=messages))
+        return int(_litellm().token_counter(model=model.litellm_model, text=text or "")) if text else 0
     except Exception:  # noqa: BLE001
         return len((text or " ".join(str(m.get("content", "")) for m in messages or [])).split())
 

@@ -8,6 +8,12 @@ are computed **once** and cached in the run folder (`teacher/`, one file per pro
 minimises KL(teacher ‖ student) over the reply positions (`distill.top_k_kl`), optionally plus a
 weighted cross-entropy on the reply itself. A cancelled teacher pass keeps the files it wrote; a
 resumed job computes only the missing ones, and training resumes from its last checkpoint.
+
+On-policy (`bake_replies="student"`): at every step the student writes its own reply to each prompt
+(adapter on, no prompt), the teacher scores that reply (adapter off, with the prompt), and the KL is
+taken there: the student is corrected where it actually goes, at the price of a generation and a
+teacher pass per example per step, so nothing of the training part is cached. Validation stays on the
+cached teacher-written replies, so its KL reads the same across methods and epochs.
 """
 
 from __future__ import annotations
@@ -185,9 +191,40 @@ class CachedPrompts:
         return self.cache.load(self.part, index, self.keys[index])
 
 
+class OnPolicyPrompts:
+    """On-policy training items: each prompt as the student reads it (no system prompt) and as the teacher
+    does (with it). The reply is written by the student at each step (BakeTrainer.on_policy_loss)."""
+
+    def __init__(self, tokenizer, prompt: str, items: list):
+        self.rows = [
+            (distill.prompt_ids(tokenizer, turns), distill.prompt_ids(tokenizer, distill.with_system(prompt, turns)))
+            for turns, _ in items
+        ]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        student, teacher = self.rows[index]
+        return {"student_prompt": student, "teacher_prompt": teacher}
+
+
 def collate(items: list[dict]) -> dict:
-    """Right-padded student ids, and the teacher's top-K laid on the positions that predict reply tokens."""
+    """Right-padded student ids, and the teacher's top-K laid on the positions that predict reply tokens
+    (on-policy items: both views of each prompt, the student's also padded as input_ids for token counts)."""
     import torch
+
+    if "student_prompt" in items[0]:
+        students = [torch.tensor(i["student_prompt"], dtype=torch.long) for i in items]
+        padded = torch.nn.utils.rnn.pad_sequence(students, batch_first=True)
+        return {
+            "input_ids": padded,
+            "attention_mask": (
+                torch.arange(padded.shape[1])[None] < torch.tensor([len(s) for s in students])[:, None]
+            ).long(),
+            "student_prompts": students,
+            "teacher_prompts": [torch.tensor(i["teacher_prompt"], dtype=torch.long) for i in items],
+        }
 
     width = max(len(i["input_ids"]) for i in items)
     k = items[0]["top"].shape[-1]
@@ -224,8 +261,14 @@ def make_trainer_class():
         """Loss = mean KL(teacher ‖ student) over reply positions (+ sft_weight × cross-entropy on the reply)."""
 
         sft_weight = 0.0
+        top_k = 32
+        max_reply_tokens = 96
+        student_replies = 0  # on-policy: replies the student wrote in this process (counted by tests)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "student_prompts" in inputs:
+                loss = self.on_policy_loss(model, inputs["student_prompts"], inputs["teacher_prompts"])
+                return (loss, None) if return_outputs else loss
             positions = inputs.pop("reply_positions")
             top, ids = inputs.pop("teacher_top"), inputs.pop("teacher_ids")
             labels = inputs.pop("labels")
@@ -236,6 +279,40 @@ def make_trainer_class():
                 targets = labels[:, 1:][positions[:, :-1]]
                 loss = loss + self.sft_weight * torch.nn.functional.nll_loss(student, targets)
             return (loss, outputs) if return_outputs else loss
+
+        def on_policy_loss(self, model, student_prompts, teacher_prompts):
+            """Mean over the batch of KL(teacher ‖ student) on a reply the student writes now."""
+            losses = []
+            for student_prompt, teacher_prompt in zip(student_prompts, teacher_prompts, strict=True):
+                reply = self.student_reply(model, student_prompt)
+                with torch.no_grad(), model.disable_adapter():  # the teacher: the base, with the prompt
+                    teacher = distill.reply_log_probs(model, [*teacher_prompt.tolist(), *reply], len(reply))
+                top, ids = distill.top_k(teacher, self.top_k)
+                ids_in = torch.tensor([[*student_prompt.tolist(), *reply]], device=model.device)
+                start = len(student_prompt) - 1  # the position whose logits predict the first reply token
+                logits = model(input_ids=ids_in).logits[0, start : start + len(reply)].float()
+                losses.append(distill.top_k_kl(top, ids, torch.log_softmax(logits, dim=-1)).mean())
+            return torch.stack(losses).mean()
+
+        def student_reply(self, model, prompt) -> list[int]:
+            """The student's own reply (adapter on, no prompt, dropout off), its end-of-turn token included."""
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    out = model.generate(
+                        input_ids=prompt[None],
+                        attention_mask=torch.ones_like(prompt[None]),
+                        max_new_tokens=self.max_reply_tokens,
+                        do_sample=True,
+                        temperature=0.7,
+                        top_p=0.9,
+                        pad_token_id=self.processing_class.pad_token_id,
+                    )
+            finally:
+                model.train(was_training)
+            self.student_replies += 1
+            return out[0, len(prompt) :].tolist() or [self.processing_class.eos_token_id]
 
     return BakeTrainer
 
@@ -250,20 +327,29 @@ def prepare(ctx: JobContext, config: TrainingConfig, dataset, model, tokenizer, 
     parts["train"] += extra_prompts(config, dataset)
     if not parts["train"]:
         raise UserFacingError(f"Dataset {dataset.name!r} has no prompts to bake the persona's prompt in with.")
+    on_policy = config.bake_replies == "student"
     ctx.log(f"teacher pass: top-{config.bake_top_k} of the base model with the persona's prompt, cached in teacher/")
+    if on_policy:
+        ctx.log("on-policy: the student writes its own replies during training; only validation is cached")
     for part, items in parts.items():
+        if on_policy and part == "train":
+            continue
         if not teacher_pass(ctx, model, tokenizer, config, prompt, part, items, cache):
             ctx.log("cancelled during the teacher pass: what it computed is kept; resume continues from it")
             return None
     ctx.log(f"teacher pass done ({cache.passes()} prompts computed in this run so far); training the student")
-    return build_trainer(config, model, tokenizer, lora, cache, parts, arguments(bool(parts["validation"])), callbacks)
+    common = arguments(bool(parts["validation"]))
+    return build_trainer(config, model, tokenizer, lora, cache, parts, common, callbacks, prompt)
 
 
-def build_trainer(config, model, tokenizer, lora, cache, parts, common, callbacks):
+def build_trainer(config, model, tokenizer, lora, cache, parts, common, callbacks, prompt: str):
     from peft import get_peft_model
     from transformers import TrainingArguments
 
-    train = CachedPrompts(cache, "train", parts["train"])
+    if config.bake_replies == "student":
+        train = OnPolicyPrompts(tokenizer, prompt, parts["train"])
+    else:
+        train = CachedPrompts(cache, "train", parts["train"])
     evaluation = CachedPrompts(cache, "validation", parts["validation"]) if parts["validation"] else None
     common = common | {"remove_unused_columns": False}
     common["train_sampling_strategy"] = "random"  # the cached items are not text: no length grouping
@@ -279,4 +365,5 @@ def build_trainer(config, model, tokenizer, lora, cache, parts, common, callback
         callbacks=list(callbacks),
     )
     trainer.sft_weight = config.bake_sft_weight
+    trainer.top_k, trainer.max_reply_tokens = config.bake_top_k, config.bake_max_reply_tokens
     return trainer

@@ -17,6 +17,9 @@ class StudioCallback(TrainerCallback):
         self._last = (time.perf_counter(), 0)
         self.last_loss: float | None = None
         self.last_val_loss: float | None = None
+        # the second stage of a two-stage job: its steps continue the first stage's on the curve and in progress
+        self.step_offset = 0
+        self.stage = ""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -33,16 +36,21 @@ class StudioCallback(TrainerCallback):
             values["tokens_per_s"] = round((seen - self._last[1]) / max(now - self._last[0], 1e-6), 1)
             self._last = (now, seen)
         if values:
-            self.ctx.log_metric(state.global_step, epoch=round(float(state.epoch or 0), 3), **values)
+            self.ctx.log_metric(self.step_offset + state.global_step, epoch=round(float(state.epoch or 0), 3), **values)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last = (time.perf_counter(), int(getattr(state, "num_input_tokens_seen", 0) or 0))
-        self.ctx.report_progress(state.global_step, state.max_steps, unit="steps", message="training")
+        done, total = self.step_offset + state.global_step, self.step_offset + state.max_steps
+        self.ctx.report_progress(done, total, unit="steps", message=self.stage or "training")
 
     def on_step_end(self, args, state, control, **kwargs):
         loss = f", loss {self.last_loss:.3f}" if self.last_loss is not None else ""
+        where = f"{self.stage}, " if self.stage else ""
         self.ctx.report_progress(
-            state.global_step, state.max_steps, unit="steps", message=f"epoch {state.epoch or 0:.2f}{loss}"
+            self.step_offset + state.global_step,
+            self.step_offset + state.max_steps,
+            unit="steps",
+            message=f"{where}epoch {state.epoch or 0:.2f}{loss}",
         )
         if self.ctx.cancelled():
             control.should_save = True  # a cancel keeps what was learned: it can be resumed

@@ -21,6 +21,11 @@ def add_parser(sub) -> None:
         choices=["sft", "dpo", "bake"],
         help="sft: imitate the examples; dpo: prefer the persona's replies; bake: bake the prompt in (local)",
     )
+    p.add_argument(
+        "--then-dpo",
+        action="store_true",
+        help="after sft or bake, a DPO stage on the dataset's preference pairs, in the same job (local)",
+    )
     p.add_argument("--preset", choices=PRESET_NAMES, help="quick | standard | thorough")
     p.add_argument("--epochs", type=int)
     p.add_argument("--learning-rate", type=float)
@@ -46,6 +51,7 @@ def _config(args):
         "learning_rate": args.learning_rate,
         "batch_size": args.batch_size,
         "name": args.name,
+        "then_dpo": True if args.then_dpo else None,
     }
     if args.config:
         return cfg.load_file(args.config, **values)

@@ -50,9 +50,12 @@ class TrainingConfig(BaseModel):
     save_every: int = Field(20, ge=1)  # steps between checkpoints
     merge: bool = False  # also write merged weights (local)
     dpo_beta: float = Field(0.1, gt=0)
+    # local SFT or bake: then DPO on the dataset's preference pairs, as a second stage of the same job
+    then_dpo: bool = False
     # bake (local only): the teacher's top-K per reply token, whose replies, how long, and an optional SFT mix
     bake_top_k: int = Field(32, ge=1, le=1024)
-    bake_replies: Literal["teacher", "dataset"] = "teacher"
+    # whose replies the KL is taken on: the prompted teacher's, the dataset's, or the student's own (on-policy)
+    bake_replies: Literal["teacher", "dataset", "student"] = "teacher"
     bake_max_reply_tokens: int = Field(96, ge=8, le=2048)
     bake_sft_weight: float = Field(0.0, ge=0, le=10)
     # bake needs no gold replies: more prompts to bake on, besides the dataset's own

@@ -18,11 +18,12 @@ from pipeline.datasets import build
 from pipeline.errors import UserFacingError
 from pipeline.jobs.context import JobContext
 from pipeline.llm import embedded
-from pipeline.training import bake, hardware, registry
+from pipeline.training import bake, hardware, registry, stage_one
 from pipeline.training.callback import StudioCallback
 from pipeline.training.config import TrainingConfig, load
 
 CHECKPOINTS = "checkpoints"
+DPO_CHECKPOINTS = "checkpoints-dpo"  # the DPO stage's, when a job has two stages
 
 
 def model_name(config: TrainingConfig, job_id: int) -> str:
@@ -69,7 +70,6 @@ def base_folder(config: TrainingConfig) -> Path:
 
 def run(ctx: JobContext, params: dict) -> None:
     import torch
-    from datasets import Dataset as HFDataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = load(params["config"])
@@ -77,7 +77,8 @@ def run(ctx: JobContext, params: dict) -> None:
     name = model_name(config, ctx.job_id)
     gear = hardware.detect()
     (ctx.folder / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    ctx.log(f"training {name!r} on {gear.description}: {config.method}, {config.epochs} epochs, dataset {dataset.name}")
+    stages = f"{config.method} then DPO" if config.then_dpo else config.method
+    ctx.log(f"training {name!r} on {gear.description}: {stages}, {config.epochs} epochs, dataset {dataset.name}")
     torch.manual_seed(config.seed)
     source = base_folder(config)
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -85,56 +86,96 @@ def run(ctx: JobContext, params: dict) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if gear.bf16 and gear.device == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    lora = lora_config(config)
     callback = StudioCallback(ctx)
-    arguments = lambda with_eval: trainer_arguments(config, gear, ctx.folder / CHECKPOINTS, with_eval)  # noqa: E731
-    if config.method == "bake":
-        trainer = bake.prepare(ctx, config, dataset, model, tokenizer, lora, arguments, [callback])
-        if trainer is None:  # cancelled during the teacher pass
-            return
+    arguments = lambda folder, with_eval: trainer_arguments(config, gear, ctx.folder / folder, with_eval)  # noqa: E731
+    first = stage_one.done(ctx.folder) if config.then_dpo else None
+    if first is not None:
+        ctx.log(f"the {config.method.upper()} stage finished in an earlier attempt: going on with the DPO stage")
+        trained = stage_one.load(ctx.folder, model)
     else:
-        if config.method == "dpo":
-            train, evaluation = HFDataset.from_list(dpo_rows(build.file_path(dataset, "dpo"))), None
-        else:
-            train = HFDataset.from_list(sft_rows(build.file_path(dataset, "openai", "train")))
-            rows = sft_rows(build.file_path(dataset, "openai", "validation"))
-            evaluation = HFDataset.from_list(rows) if rows else None
-        if len(train) == 0:
-            raise UserFacingError(f"Dataset {dataset.name!r} has nothing to train on for {config.method.upper()}.")
-        trainer = build_trainer(
-            config, model, tokenizer, lora, train, evaluation, arguments(evaluation is not None), [callback]
-        )
-    train, evaluation = trainer.train_dataset, trainer.eval_dataset
-    checkpoints = sorted((ctx.folder / CHECKPOINTS).glob("checkpoint-*"))
-    if checkpoints:
-        ctx.log(f"resuming from {checkpoints[-1].name}")
-    trainer.train(resume_from_checkpoint=bool(checkpoints) or None)
-    if ctx.cancelled():
-        ctx.log("cancelled: a checkpoint was saved; resume to continue")
-        return
-    if evaluation is not None and callback.last_val_loss is None:
-        callback.last_val_loss = float(trainer.evaluate()["eval_loss"])
-        ctx.log_metric(trainer.state.global_step, val_loss=callback.last_val_loss)
-    folder = _save(trainer, tokenizer, name, source, config)
-    entry = registry.register_local(
-        name=name,
-        folder=folder,
-        config=config,
-        dataset=dataset,
-        job_id=ctx.job_id,
-        metrics={
+        trainer = first_trainer(ctx, config, dataset, model, tokenizer, lambda e: arguments(CHECKPOINTS, e), callback)
+        if trainer is None or not _train(ctx, trainer, ctx.folder / CHECKPOINTS):
+            return
+        if trainer.eval_dataset is not None and callback.last_val_loss is None:
+            callback.last_val_loss = float(trainer.evaluate()["eval_loss"])
+            ctx.log_metric(trainer.state.global_step, val_loss=callback.last_val_loss)
+        first = {
             "train_loss": callback.last_loss,
             "val_loss": callback.last_val_loss,
-            "examples": len(train),
+            "examples": len(trainer.train_dataset),
             "tokens": int(trainer.state.num_input_tokens_seen or 0),
             "steps": trainer.state.global_step,
-            "hardware": gear.description,
-        },
+        }
+        trained = trainer.model
+        if config.then_dpo:
+            stage_one.keep(ctx.folder, trained, first)
+    metrics = {**first, "hardware": gear.description}
+    if config.then_dpo:
+        trainer = second_trainer(ctx, config, dataset, trained, tokenizer, arguments(DPO_CHECKPOINTS, False), callback)
+        callback.step_offset, callback.stage = first["steps"], "DPO stage"
+        if not _train(ctx, trainer, ctx.folder / DPO_CHECKPOINTS):
+            return
+        trainer.model.delete_adapter("ref")  # TRL's frozen copy of the first stage's adapter, the DPO reference
+        metrics |= {
+            "stages": [config.method, "dpo"],
+            "first_stage_loss": first["train_loss"],
+            "train_loss": callback.last_loss,
+            "preference_pairs": len(trainer.train_dataset),
+            "steps": first["steps"] + trainer.state.global_step,
+        }
+    folder = _save(trainer.model, tokenizer, name, source, config)
+    entry = registry.register_local(
+        name=name, folder=folder, config=config, dataset=dataset, job_id=ctx.job_id, metrics=metrics
     )
-    ctx.report_progress(
-        trainer.state.global_step, trainer.state.global_step, unit="steps", message=f"saved {entry.reference}"
-    )
+    steps = metrics["steps"]
+    ctx.report_progress(steps, steps, unit="steps", message=f"saved {entry.reference}")
     ctx.log(f"saved the adapter to {folder} and registered {entry.reference}")
+
+
+def first_trainer(ctx, config, dataset, model, tokenizer, arguments, callback):
+    """The trainer of the job's (first) stage: SFT, DPO or bake; None when cancelled during bake's teacher pass."""
+    from datasets import Dataset as HFDataset
+
+    lora = lora_config(config)
+    if config.method == "bake":
+        return bake.prepare(ctx, config, dataset, model, tokenizer, lora, arguments, [callback])
+    if config.method == "dpo":
+        train, evaluation = HFDataset.from_list(dpo_rows(build.file_path(dataset, "dpo"))), None
+    else:
+        train = HFDataset.from_list(sft_rows(build.file_path(dataset, "openai", "train")))
+        rows = sft_rows(build.file_path(dataset, "openai", "validation"))
+        evaluation = HFDataset.from_list(rows) if rows else None
+    if len(train) == 0:
+        raise UserFacingError(f"Dataset {dataset.name!r} has nothing to train on for {config.method.upper()}.")
+    common = arguments(evaluation is not None)
+    return build_trainer(config, model, tokenizer, lora, train, evaluation, common, [callback])
+
+
+def second_trainer(ctx, config, dataset, trained, tokenizer, common, callback):
+    """DPO on the preference pairs, continuing the first stage's adapter; TRL keeps a frozen copy of that
+    adapter as the reference, so the pairs move the model away from where the first stage left it."""
+    from datasets import Dataset as HFDataset
+
+    pairs = dpo_rows(build.file_path(dataset, "dpo"))
+    if not pairs:
+        raise UserFacingError(f"Dataset {dataset.name!r} has no preference pairs for the DPO stage.")
+    ctx.log(f"DPO stage: {len(pairs)} preference pairs, from the {config.method.upper()} stage's adapter")
+    stage = config.model_copy(update={"method": "dpo"})
+    return build_trainer(stage, trained, tokenizer, None, HFDataset.from_list(pairs), None, common, [callback])
+
+
+def _train(ctx: JobContext, trainer, checkpoints: Path) -> bool:
+    """Train, from the last checkpoint under `checkpoints` if there is one; False when cancelled."""
+    found = sorted(checkpoints.glob("checkpoint-*"))
+    if found:
+        ctx.log(f"resuming from {found[-1].name}")
+    trainer.train(resume_from_checkpoint=bool(found) or None)
+    if getattr(trainer, "student_replies", 0):
+        ctx.log(f"on-policy: the student wrote {trainer.student_replies} replies of its own in this run")
+    if ctx.cancelled():
+        ctx.log("cancelled: a checkpoint was saved; resume to continue")
+        return False
+    return True
 
 
 def lora_config(config: TrainingConfig):
@@ -221,19 +262,19 @@ def _score_completion_only() -> None:
         trl_utils._studio_compacts = True
 
 
-def _save(trainer, tokenizer, name: str, source: Path, config: TrainingConfig) -> Path:
+def _save(model, tokenizer, name: str, source: Path, config: TrainingConfig) -> Path:
     """The adapter (and merged weights if asked) under the models folder, written whole then swapped in."""
     final = embedded.model_path(name)
     staging = settings.models_dir() / f".{name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    trainer.model.save_pretrained(staging)
+    model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     adapter_config = staging / "adapter_config.json"
     data = json.loads(adapter_config.read_text())
     data["base_model_name_or_path"] = source.name  # relative to the models folder: survives a move
     adapter_config.write_text(json.dumps(data, indent=2))
     if config.merge:
-        merged = trainer.model.merge_and_unload()
+        merged = model.merge_and_unload()
         merged.save_pretrained(staging / "merged")
         tokenizer.save_pretrained(staging / "merged")
     shutil.rmtree(final, ignore_errors=True)

@@ -85,6 +85,8 @@ def plan(config: TrainingConfig) -> Plan:
         )
     if config.method == "bake":
         problems += bake_problems(config, dataset)
+    if config.then_dpo:
+        problems += two_stage_problems(config, pairs)
     if config.method == "dpo" and config.backend == "openai":
         problems.append("DPO here runs locally or on Together; OpenAI preference tuning is not wired up.")
     if config.qlora and hardware.detect().device != "cuda":
@@ -99,13 +101,18 @@ def plan(config: TrainingConfig) -> Plan:
     if config.backend == "local":
         speed = local_speed(base)
         seconds, rough = speed.overhead_s + billed / speed.tokens_per_s, not speed.measured
-        if config.method == "bake" and config.bake_replies == "teacher":
+        if config.then_dpo and pairs:  # the DPO stage reads a chosen and a rejected reply per pair
+            per_example = tokens / max(report.valid, 1)
+            seconds += pairs * 2 * per_example * config.epochs / speed.tokens_per_s
+        if config.method == "bake" and config.bake_replies != "dataset":
             from pipeline.generation.estimate import measured_speed
 
-            # the teacher writes a reply to every prompt first, at this machine's measured generation speed
+            # replies written at this machine's measured generation speed: the teacher's to every prompt
+            # once, or (on-policy) the student's to every training prompt in every epoch
             writing = measured_speed(base)
-            prompts = dataset.counts.get("train", 0) + dataset.counts.get("validation", 0)
-            seconds += prompts * config.bake_max_reply_tokens / writing.tokens_per_s
+            train, held_out = dataset.counts.get("train", 0), dataset.counts.get("validation", 0)
+            replies = held_out + train * (config.epochs if config.bake_replies == "student" else 1)
+            seconds += replies * config.bake_max_reply_tokens / writing.tokens_per_s
             rough = rough or not writing.measured
     return Plan(
         config,
@@ -123,6 +130,12 @@ def plan(config: TrainingConfig) -> Plan:
     )
 
 
+BAKE_REPLIES = {"teacher": "the prompted model's replies", "student": "its own replies (on-policy)"}
+BAKE_REPLIES_HELP = {
+    "teacher": "the model with the prompt writes one reply per prompt, scored once and reused every epoch",
+    "student": "the model in training writes a fresh reply at every step and the prompted model corrects it "
+    "there: it learns where it actually goes wrong, but each step takes a generation (slower)",
+}
 METHODS = {"sft": "Imitate the examples", "bake": "Bake the prompt in", "dpo": "Prefer the persona's replies"}
 METHOD_HELP = {
     "sft": "learns to write the reviewed replies (supervised fine-tuning)",
@@ -155,10 +168,30 @@ def bake_problems(config: TrainingConfig, dataset) -> list[str]:
             "Baking the prompt in needs the model's own probabilities, so it runs on this machine only: "
             "choose 'This machine', or 'Prefer the persona's replies' for a cloud provider."
         )
+    if config.bake_replies == "student" and config.bake_sft_weight > 0:
+        found.append(
+            "The SFT mix learns fixed replies, and on-policy baking has none (the student writes new ones each "
+            "step): set bake_sft_weight to 0, or bake on the teacher's replies."
+        )
     try:
         bake.system_prompt(dataset)
     except UserFacingError as exc:
         found.append(str(exc))
+    return found
+
+
+def two_stage_problems(config: TrainingConfig, pairs: int) -> list[str]:
+    """What stops 'then prefer the persona's replies' (a DPO stage after SFT or bake), said before launch."""
+    found = []
+    if config.method == "dpo":
+        found.append("'Then prefer the persona's replies' follows imitation or baking; DPO alone is one stage.")
+    if config.backend != "local":
+        found.append("Two stages in one job run on this machine only.")
+    if pairs == 0 and config.method != "dpo":
+        found.append(
+            f"Dataset {config.dataset!r} has no preference pairs for the DPO stage: make them on the Datasets page "
+            "(Saved datasets → Preference pairs)."
+        )
     return found
 
 
