@@ -37,9 +37,14 @@ postgres:
 	        postgresql >/dev/null; } || echo "could not install postgresql: its test runs will be skipped"; \
 	  else echo "postgresql missing: install Debian's postgresql package for the PostgreSQL test runs"; fi; }
 
+# Tests run in one worker per core (pytest-xdist), each test file whole in one worker (its module
+# fixtures, e.g. a served studio, start once), the slowest files first (tests/conftest.py). Much of a
+# test's time is a job process waiting, so a second worker fills it. TEST_WORKERS=0 runs them here,
+# one at a time.
+TEST_WORKERS ?= auto
 test: $(STAMP) browser postgres
 	$(PY) -m pipeline init
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

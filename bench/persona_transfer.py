@@ -29,8 +29,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-os.environ["STUDIO_DATA_DIR"] = tempfile.mkdtemp(prefix="studio-bench-")
-os.environ.setdefault("STUDIO_MODELS_DIR", str(REPO / "data" / "models"))
+_ROOT = Path(tempfile.mkdtemp(prefix="studio-bench-"))
+os.environ["STUDIO_DATA_DIR"] = str(_ROOT / "data")
+# a models folder of its own: the three trained adapters land there, not among the studio's models
+os.environ["STUDIO_MODELS_DIR"] = str(_ROOT / "models")
+(_ROOT / "models").mkdir()
+(_ROOT / "models" / "smollm2-135m-instruct").symlink_to(REPO / "data" / "models" / "smollm2-135m-instruct")
 
 from pipeline import jobs, personas, startup  # noqa: E402
 from pipeline.datasets import build, persona_pairs  # noqa: E402
@@ -139,18 +143,23 @@ def main() -> int:
     spec = personas.parse_yaml(args.persona.read_bytes(), args.persona.name)
     persona = personas.create_persona(spec.model_copy(update={"name": f"{spec.name}-bench"}))
     prompts = documents(args.examples + args.held_out, args.seed)
-    train_prompts, held_out = prompts[: args.examples], prompts[args.examples :]
-    chosen = timed("persona replies (base + prompt)", lambda: replies(train_prompts, persona.system_prompt, args.seed))
-    rejected = timed("plain replies (base, no prompt)", lambda: replies(train_prompts, None, args.seed + 10_000))
+    chosen = timed("persona replies (base + prompt)", lambda: replies(prompts, persona.system_prompt, args.seed))
     with session_scope() as session:
-        for prompt, reply in zip(train_prompts, chosen, strict=True):
+        for prompt, reply in zip(prompts, chosen, strict=True):
             messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
             session.add(Example(persona_id=persona.id, status="accepted", response=reply, messages=messages,
                                 document=prompt, document_type="memo"))  # fmt: skip
-    dataset = build.save("bench", build.preview(ExampleFilter(persona_id=persona.id, statuses=["accepted"])))
+    # the validation split is the evaluation's held-out set: never trained on, with the persona's replies
+    share = args.held_out / (args.examples + args.held_out)
+    dataset = build.save(
+        "bench",
+        build.preview(ExampleFilter(persona_id=persona.id, statuses=["accepted"]), share, include_flagged=True),
+    )
     items = persona_pairs.prompts_and_replies(dataset)
-    plain = dict(zip(train_prompts, rejected, strict=True))
-    persona_pairs.save(dataset, items, {i: plain[p] for i, (p, _) in enumerate(items)})
+    rejected = timed(
+        "plain replies (base, no prompt)", lambda: replies([p for p, _ in items], None, args.seed + 10_000)
+    )
+    persona_pairs.save(dataset, items, dict(enumerate(rejected)))
 
     common = {"dataset": "bench", "epochs": args.epochs, "batch_size": 4, "eval_every": 1000, "save_every": 1000,
               "learning_rate": 5e-4, "max_seq_length": 1024, "seed": args.seed}  # fmt: skip
@@ -165,8 +174,11 @@ def main() -> int:
 
     base = f"local/{embedded.EMBEDDED_NAME}"
     contestants = [base, f"{base}:prompt", *trained.values()]
-    plan = service.plan(persona=persona.id, contestants=contestants, custom_prompts=held_out, adversarial=False,
-                        keep_going=False, max_battles=400, max_tokens=REPLY_TOKENS, trait_scores=False)  # fmt: skip
+    plan = service.plan(persona=persona.id, contestants=contestants, dataset="bench", held_out_limit=args.held_out,
+                        adversarial=False, keep_going=False, max_battles=400, max_tokens=REPLY_TOKENS,
+                        trait_scores=False)  # fmt: skip
+    if plan.prompt_set.dropped:
+        print(f"{len(plan.prompt_set.dropped)} held-out prompts dropped as too close to a training prompt")
     job = timed("evaluate", lambda: run_here(service.start(plan)))
     board = leaderboard.build(job.id)
     fidelity = {row["contestant"]: row for row in board.fidelity}
@@ -182,7 +194,8 @@ def main() -> int:
         like = f"{lk['mean']:.3f}" if lk.get("mean") is not None else "—"
         print(f"| {name} | {gap} | {kl} | {like} | {board.rating_text(name)} |")
     print()
-    print(f"{board.basis}; {len(held_out)} held-out prompts; {args.examples} training prompts, {args.epochs} epochs")
+    held = sum(p.group == "held-out" for p in plan.prompt_set.prompts)
+    print(f"{board.basis}; {held} held-out prompts; {len(items)} training prompts, {args.epochs} epochs")
     print(
         "wall time: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())

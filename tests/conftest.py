@@ -15,6 +15,11 @@ import subprocess
 from fnmatch import fnmatch
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One worker per core (make test): each worker's torch, and the job processes it starts, use one
+    # thread. Two processes with a thread per core each on the same cores mostly wait on each other.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 
 from pipeline import db, settings
@@ -29,6 +34,19 @@ BACKENDS = ["sqlite", "postgresql"]
 # test modules (file name patterns) that run on both backends; every other module runs on SQLite only
 BOTH_BACKENDS = ["test_store.py", "test_monitor.py", "test_jobs*.py", "test_review.py", "test_datasets.py",
                  "test_registry.py", "test_access.py", "test_personas.py"]  # fmt: skip
+
+
+# Files holding the longest tests (real model runs, killed and resumed jobs, the browser walk), run
+# first: `make test` hands whole files to its workers in this order (--no-loadscope-reorder), so no
+# worker starts a seven-minute file when the others are nearly done.
+SLOWEST_FIRST = ["test_browser_flow.py", "test_resume.py", "test_training.py", "test_generation.py",
+                 "test_evaluation.py", "test_bake.py", "test_persona_pairs.py", "test_cli.py", "test_monitor.py",
+                 "test_browser.py"]  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
 
 
 def pytest_generate_tests(metafunc):

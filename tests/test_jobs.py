@@ -117,6 +117,28 @@ print(json.dumps(won))
 """
 
 
+def test_a_job_that_finishes_while_the_monitor_reads_it_keeps_its_last_metrics(monkeypatch):
+    """The job writes its last metric line, then its final status, between two reads of the monitor."""
+    job = jobs.submit("probe")
+    states.transition(job.id, "queued", "running", executor="local")
+    folder = runfolder.prepare(job.id)
+    runfolder.append_metric(folder, {"step": 1, "loss": 2.0})
+    runfolder.write_status(folder, {"attempt": 1, "status": "running", "done": 1, "total": 2, "heartbeat": time.time()})
+    read_status = runfolder.read_status
+
+    def the_job_finishes_now(path):
+        runfolder.append_metric(folder, {"step": 2, "loss": 1.0})
+        runfolder.write_status(folder, {"attempt": 1, "status": "succeeded", "done": 2, "total": 2,
+                                        "heartbeat": time.time()})  # fmt: skip
+        return read_status(path)
+
+    monkeypatch.setattr(runfolder, "read_status", the_job_finishes_now)
+    with session_scope() as session:
+        ingest.ingest_job(session, session.get(Job, job.id))
+    assert jobs.get(job.id).status == "succeeded"
+    assert [m.step for m in jobs.metrics(job.id)] == [1, 2]  # the row says finished only with its whole curve
+
+
 @pytest.mark.parametrize("how", ["transition", "command line"])
 def test_claims_raced_from_several_processes_are_won_exactly_once(how):
     ids = [jobs.submit("probe").id for _ in range(20)]

@@ -179,11 +179,13 @@ def _take_metrics(session: Session, job: Job) -> int:
 def ingest_job(session: Session, job: Job) -> int:
     """Bring one job's row up to date with its run folder. Returns new metric rows.
 
-    Metrics first, then the status: a job writes its last metrics before its final status, so
-    a finished job's curves are whole when its row says it ended.
+    The status is read first and applied last: a job writes its last metrics before its final
+    status, so metrics read after a final status are all of them, and a finished job's curves are
+    whole when its row says it ended. (Read the other way round, lines written between the two
+    reads were never ingested once the row said finished: seen on a loaded machine.)
     """
-    created = _take_metrics(session, job)
     snapshot = runfolder.read_status(runfolder.run_dir(job.id))
+    created = _take_metrics(session, job)
     if snapshot:
         apply_status(session, job, snapshot)
     if job in session:
