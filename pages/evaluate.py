@@ -90,8 +90,16 @@ with st.container(border=True):
             20,
             0,
             key="eval_drift",
-            help="A simulated user (the built-in model) continues two of the prompts for this many turns, with "
-            "follow-ups, push-back and a change of topic; each reply is scored for the persona, turn by turn.",
+            help="A simulated user continues two of the prompts for this many turns, with follow-ups, push-back "
+            "and a change of topic; each reply is scored for the persona, turn by turn (offline, and by the "
+            "judge when it is a model).",
+        )
+        drift_user = c.selectbox(
+            "Simulated user (persona drift)",
+            service.drift_user_choices(),
+            key="eval_drift_user",
+            disabled=not drift_turns,
+            help="The model that plays the user in the drift conversations.",
         )
 
 plan = None
@@ -121,6 +129,7 @@ try:
             trait_scores=trait_scores,
             max_tokens=int(max_tokens),
             drift_turns=int(drift_turns),
+            drift_user=drift_user or "",
         )
 except UserFacingError as exc:
     st.error(str(exc))

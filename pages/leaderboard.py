@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline.errors import UserFacingError
-from pipeline.evaluation import judge, leaderboard, report, results, service
+from pipeline.evaluation import drift, judge, leaderboard, report, results, service
 
 st.title("Leaderboard")
 st.caption(
@@ -188,12 +188,19 @@ with tabs[6]:
 with tabs[7]:
     if board.drift:
         st.plotly_chart(board.figure("drift"), width="stretch", key="board_drift")
-        conversations = max(r["n"] for r in board.drift)
+        conversations = max(r["n"] for r in drift.by_scorer(board.drift, "offline"))
         st.caption(
             f"Offline measure from {conversations} simulated conversation(s) per contestant: a simulated user "
             "follows up, pushes back and changes topic; each reply's persona similarity, turn by turn. A line "
             "that falls means the persona fades as the conversation goes on."
         )
+        judged = drift.by_scorer(board.drift, "judge")
+        if judged:
+            st.plotly_chart(board.figure("drift_judge"), width="stretch", key="board_drift_judge")
+            st.caption(
+                f"The judge ({board.judge_label}) scored the same replies on each trait (1–5); the line is their "
+                f"mean, from {max(r['n'] for r in judged)} conversation(s) per contestant."
+            )
     else:
         st.info("Persona drift is measured when an evaluation is started with drift turns (Evaluate → More settings).")
 with tabs[8]:

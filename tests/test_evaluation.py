@@ -177,6 +177,20 @@ def test_an_llm_judged_run_rates_the_warm_model_above_the_cold_one_with_interval
     assert all(r["temperature"] == 0 for r in referee.requests)
 
 
+def test_with_an_llm_judge_persona_drift_is_scored_by_the_judge_too_turn_by_turn(arena):
+    persona_id, dataset = seed()
+    plan = plan_llm(persona_id, dataset, max_battles=2, trait_scores=False, criteria_traits=False,
+                    drift_turns=3, drift_prompts=1, drift_user="cold")  # fmt: skip
+    job = service.start(plan)
+    run_here(job)
+    board = leaderboard.build(job.id)
+    judged = {(r["contestant"], r["turn"]): r["mean"] for r in board.drift if r["scorer"] == "judge"}
+    # the warm model says "together" every turn and this judge scores that 5 on every trait, the cold one 1
+    assert judged == {(name, turn): score for name, score in (("warm", 5.0), ("cold", 1.0)) for turn in (1, 2, 3)}
+    assert {(r["contestant"], r["turn"]) for r in board.drift if r["scorer"] == "offline"} == set(judged)
+    assert "Judge: persona drift" in board.figure("drift_judge").layout.title.text
+
+
 def test_judgements_are_cached_so_a_second_run_asks_the_judge_nothing(arena):
     persona_id, dataset = seed()
     _, _, referee = arena

@@ -98,9 +98,17 @@ def test_the_leaderboard_draws_persona_drift_against_turn():
     ]
     folder = runfolder.run_dir(job_id)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "drift.json").write_text(json.dumps(rows))
+    (folder / "drift.json").write_text(json.dumps(rows))  # a run from before the judge scored drift: offline rows
     at = open_app("pages/leaderboard.py")
     assert not at.exception
     chart = next(c for c in at.get("plotly_chart") if "persona drift over turns" in c.proto.spec)
     assert "collab-ft" in chart.proto.spec and "smollm2-135m-instruct" in chart.proto.spec  # plotly writes \/ for /
     assert any("from 2 simulated conversation(s) per contestant" in c.value for c in at.caption)
+    assert not [c for c in at.get("plotly_chart") if "Judge: persona drift" in c.proto.spec]
+
+    judged = [{**r, "mean": 4.0, "lower": 3.5, "upper": 4.5, "scorer": "judge"} for r in rows]
+    (folder / "drift.json").write_text(json.dumps([{**r, "scorer": "offline"} for r in rows] + judged))
+    at = open_app("pages/leaderboard.py")
+    assert not at.exception
+    assert [c for c in at.get("plotly_chart") if "Judge: persona drift" in c.proto.spec]
+    assert any("scored the same replies on each trait (1–5)" in c.value for c in at.caption)

@@ -166,8 +166,22 @@ def length_chart(rated, controlled: dict, lengths: dict[str, float], title: str)
     return figure
 
 
-def drift_chart(rows: list[dict]) -> go.Figure:
-    """Persona similarity against turn, one line per contestant, with 95% intervals where there are some."""
+DRIFT_TITLES = {
+    "offline": (
+        "Offline: persona drift over turns (persona similarity of each reply; higher = more in character)",
+        "persona similarity, 95% interval",
+    ),
+    "judge": (
+        "Judge: persona drift over turns (the judge's mean trait score of each reply; higher = more in character)",
+        "mean trait score (1–5), 95% interval",
+    ),
+}
+
+
+def drift_chart(rows: list[dict], scorer: str = "offline") -> go.Figure:
+    """A score against turn, one line per contestant, with 95% intervals where there are some."""
+    rows = [r for r in rows if r.get("scorer", "offline") == scorer]
+    title, y_title = DRIFT_TITLES[scorer]
     figure = go.Figure()
     for name in dict.fromkeys(r["contestant"] for r in rows):
         mine = [r for r in rows if r["contestant"] == name and r["mean"] is not None]
@@ -187,9 +201,9 @@ def drift_chart(rows: list[dict]) -> go.Figure:
         )
     turns = max((r["turn"] for r in rows), default=1)
     figure.update_layout(
-        title="Offline: persona drift over turns (persona similarity of each reply; higher = more in character)",
+        title=title,
         xaxis={"title": "turn", "dtick": 1, "range": [0.5, turns + 0.5]},
-        yaxis_title="persona similarity, 95% interval",
+        yaxis_title=y_title,
         height=HEIGHT,
         margin={"l": 10, "r": 10, "t": 50, "b": 40},
     )

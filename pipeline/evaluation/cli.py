@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
         "--drift-turns", type=int, default=0, help="persona drift: turns a simulated user continues (0: off)"
     )
     p.add_argument("--drift-prompts", type=int, default=2, help="persona drift: how many openings it continues")
+    p.add_argument("--drift-user", default="", help="persona drift: the model playing the user (default: built-in)")
     p.add_argument("--queue", action="store_true", help="hand the run to the background worker and return")
     p.add_argument("--json", action="store_true", help="print the leaderboard as JSON at the end")
     p.set_defaults(func=_cmd_evaluate)
@@ -70,6 +71,7 @@ def _cmd_evaluate(args) -> int:
         anchor=args.anchor,
         drift_turns=args.drift_turns,
         drift_prompts=args.drift_prompts,
+        drift_user=args.drift_user,
     )
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -121,7 +123,8 @@ def _print_board(job_id: int, as_json: bool) -> int:
         print(f"persona likelihood {row['contestant']}: {row['mean']:.3f} ({row['lower']:.3f}–{row['upper']:.3f})")
     for row in board.drift:
         if row["mean"] is not None:
-            print(f"persona drift {row['contestant']} turn {row['turn']}: similarity {row['mean']:+.3f} (n={row['n']})")
+            what = "judge's trait score" if row.get("scorer") == "judge" else "similarity"
+            print(f"persona drift {row['contestant']} turn {row['turn']}: {what} {row['mean']:+.3f} (n={row['n']})")
     for row in board.fidelity:
         if row["gap_closed"] is not None:
             print(

@@ -4,7 +4,9 @@ A simulated user (a model: the built-in one, or any configured) continues each o
 turns, asking follow-ups, pushing back and changing topic; every contestant answers each turn as it
 is asked (a plain contestant without the system prompt). Each reply is scored offline with the same
 persona similarity the offline judge uses (closer to the gold replies, further from the base model's
-usual voice), and the scores per turn are summarised with a bootstrap interval over conversations.
+usual voice) and, when the run has an LLM judge, by that judge too (the mean of its 1–5 trait
+scores); the scores per turn are summarised with a bootstrap interval over conversations, one set of
+rows per scorer.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def fallback_user_turn(move: str) -> str:
     }[move]
 
 
+SCORERS = ("offline", "judge")
+
+
 @dataclass
 class TurnScore:
     contestant: str
@@ -61,12 +66,15 @@ class TurnScore:
     lower: float
     upper: float
     n: int
+    scorer: str = "offline"  # offline persona similarity, or the LLM judge's mean trait score (1–5)
 
     def to_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.__dict__.items()}
 
 
-def summarize(scores: dict[str, list[list[float]]], rounds: int = 1000, seed: int = 0) -> list[dict]:
+def summarize(
+    scores: dict[str, list[list[float]]], rounds: int = 1000, seed: int = 0, scorer: str = "offline"
+) -> list[dict]:
     """scores: contestant → per conversation, the score of each turn. Rows per contestant and turn."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -79,7 +87,8 @@ def summarize(scores: dict[str, list[list[float]]], rounds: int = 1000, seed: in
                 continue
             means = values[rng.integers(0, values.size, size=(rounds, values.size))].mean(axis=1)
             low, high = np.percentile(means, [2.5, 97.5]) if values.size > 1 else (math.nan, math.nan)
-            rows.append(TurnScore(name, turn + 1, float(values.mean()), float(low), float(high), int(values.size)))
+            mean = float(values.mean())
+            rows.append(TurnScore(name, turn + 1, mean, float(low), float(high), int(values.size), scorer))
     return [r.to_dict() for r in rows]
 
 
@@ -91,4 +100,9 @@ def save(folder: Path, rows: list[dict], conversations: list[dict]) -> None:
 
 def load(folder: Path) -> list[dict]:
     path = folder / FILE
-    return json.loads(path.read_text()) if path.exists() else []
+    rows = json.loads(path.read_text()) if path.exists() else []
+    return [{"scorer": "offline", **row} for row in rows]  # runs from before the judge scored drift too
+
+
+def by_scorer(rows: list[dict], scorer: str) -> list[dict]:
+    return [r for r in rows if r.get("scorer", "offline") == scorer]

@@ -373,7 +373,52 @@ class Evaluation:
             replies = [m["content"] for m in talk["messages"] if m["role"] == "assistant"]
             scored = [similarity.score(-1, r) if r else math.nan for r in replies]
             scores.setdefault(talk["contestant"], []).append(scored)
-        drift.save(self.ctx.folder, drift.summarize(scores, seed=self.settings.seed), talks)
+        rows = drift.summarize(scores, seed=self.settings.seed)
+        if not self.offline and self.persona.traits:
+            judged = await self._judge_drift(talks)
+            if not self.ctx.cancelled():
+                rows += drift.summarize(judged, seed=self.settings.seed, scorer="judge")
+        drift.save(self.ctx.folder, rows, talks)
+
+    async def _judge_drift(self, talks: list[dict]) -> dict[str, list[list[float]]]:
+        """The LLM judge's mean trait score (1–5) of every reply of every simulated conversation; NaN where
+        the reply is empty, the judge gave no score, or the run's cost cap was reached."""
+        gate = asyncio.Semaphore(self.settings.concurrency * 2)
+        turns = [
+            (talk, index)
+            for talk in talks
+            for index, message in enumerate(talk["messages"])
+            if message["role"] == "assistant"
+        ]
+        done = 0
+
+        async def one(talk: dict, index: int) -> float:
+            nonlocal done
+            asked, reply = talk["messages"][index - 1]["content"], talk["messages"][index]["content"]
+            found = []
+            for trait in self.persona.traits:
+                capped = self.settings.max_cost and self.cost >= self.settings.max_cost
+                if not reply.strip() or self.ctx.cancelled() or capped:
+                    break
+                async with gate:
+                    score, _, cost = await self._patiently(
+                        lambda trait=trait: judge.score_trait(self.judge_name, trait, asked, reply, self.ctx.job_id)
+                    )
+                self.cost += cost
+                if score is not None:
+                    found.append(score)
+            done += 1
+            self.ctx.report_progress(done, len(turns), unit="replies", message="persona drift: the judge scores")
+            return sum(found) / len(found) if found else math.nan
+
+        scored = await asyncio.gather(*(one(talk, index) for talk, index in turns))
+        by_talk: dict[int, list[float]] = {}
+        for (talk, _), score in zip(turns, scored, strict=True):
+            by_talk.setdefault(id(talk), []).append(score)
+        judged: dict[str, list[list[float]]] = {}
+        for talk in talks:
+            judged.setdefault(talk["contestant"], []).append(by_talk.get(id(talk), []))
+        return judged
 
     def _similarity_judge(self) -> offline.SimilarityJudge:
         with session_scope() as session:

@@ -107,6 +107,7 @@ class Board:
                 "likelihood": lambda: charts.likelihood_chart(self.likelihood),
                 "fidelity": lambda: charts.fidelity_chart(self.fidelity),
                 "drift": lambda: charts.drift_chart(self.drift),
+                "drift_judge": lambda: charts.drift_chart(self.drift, "judge"),
             }
             self._figures[kind] = makers[kind]()
         return self._figures[kind]

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from pipeline.db import session_scope
-from pipeline.evaluation import charts, leaderboard
+from pipeline.evaluation import charts, drift, leaderboard
 from pipeline.evaluation.contestants import Contestant
 from pipeline.jobs import runfolder
 from pipeline.models import ModelEntry
@@ -231,8 +231,9 @@ def figures(board: leaderboard.Board) -> list:
         found.append(charts.likelihood_chart(board.likelihood))
     if board.fidelity:
         found.append(charts.fidelity_chart(board.fidelity))
-    if board.drift:
-        found.append(charts.drift_chart(board.drift))
+    for scorer in drift.SCORERS:
+        if drift.by_scorer(board.drift, scorer):
+            found.append(charts.drift_chart(board.drift, scorer))
     return found
 
 

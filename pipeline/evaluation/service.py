@@ -15,6 +15,7 @@ from pipeline.evaluation import contestants as cs
 from pipeline.evaluation import judge, prompts
 from pipeline.llm import catalog
 from pipeline.models import Battle, EvalResponse, Example, Job, ModelEntry
+from pipeline.settings import EMBEDDED_MODEL
 
 KIND = "evaluation"
 VOTES = {"A": "a", "B": "b", "Tie": "tie", "Both bad": "bothbad"}
@@ -44,6 +45,12 @@ def prompt_variants(persona_id: int) -> list[str]:
 def judge_choices() -> list[str]:
     """The offline judge first (no key needed), then every model that is not local (too small to judge)."""
     return ["offline"] + [m for m in catalog.available_models() if not m.startswith("local/")]
+
+
+def drift_user_choices() -> list[str]:
+    """Models that can play the simulated user in persona drift: the built-in one first, then the rest."""
+    models = catalog.available_models()
+    return [EMBEDDED_MODEL] + [m for m in models if m != EMBEDDED_MODEL]
 
 
 def judge_note() -> str | None:
@@ -80,6 +87,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     drift_turns: int = 0  # persona drift: turns per simulated conversation (0: not measured)
     drift_prompts: int = 2
+    drift_user: str = ""  # the model playing the user in drift conversations; empty: the built-in one
 
     @property
     def pairs(self) -> int:
@@ -98,7 +106,9 @@ class Plan:
         criteria = 1 + (len(persona.traits) if self.criteria_traits else 0)
         battles = min(self.max_battles, self.possible_battles)
         scores = min(2 * battles, len(self.contestants) * len(self.prompt_set.prompts)) * len(persona.traits)
-        return battles * 2 * criteria + (scores if self.trait_scores else 0)
+        # persona drift: the judge scores every reply of every simulated conversation on each trait
+        drift = self.drift_prompts * len(self.contestants) * self.drift_turns * len(persona.traits)
+        return battles * 2 * criteria + (scores if self.trait_scores else 0) + (drift if self.drift_turns > 1 else 0)
 
     def replies(self) -> int:
         return len(self.contestants) * len(self.prompt_set.prompts)
@@ -119,6 +129,7 @@ class Plan:
             "max_tokens": self.max_tokens,
             "drift_turns": self.drift_turns,
             "drift_prompts": self.drift_prompts,
+            "drift_user": self.drift_user,
         }
 
 
@@ -141,6 +152,7 @@ def plan(
     anchor: str | None = None,
     drift_turns: int = 0,
     drift_prompts: int = 2,
+    drift_user: str = "",
 ) -> Plan:
     """Everything checked before any call: contestants, prompts (and their overlap with training), judge."""
     found = personas.get_persona(persona)
@@ -197,6 +209,7 @@ def plan(
         warnings,
         drift_turns,
         max(1, drift_prompts),
+        drift_user.strip(),
     )
 
 
