@@ -32,10 +32,14 @@ def test_evaluate_page_plans_refuses_bad_input_and_queues_a_run():
     assert any("similar to a training example" in e.value for e in at.error)
     at.text_area(key="eval_custom").set_value("Should we open the shop on Sundays?").run()
     assert metrics(at)["Prompts"] == "13"
+    assert at.selectbox(key="eval_drift_user").disabled  # no drift turns, no simulated user to pick
+    at.number_input(key="eval_drift").set_value(3).run()
+    assert at.selectbox(key="eval_drift_user").value == "local/smollm2-135m-instruct"
     at.button(key="eval_start").click().run()
     assert not at.exception
     [job] = jobs.list_jobs()
     assert job.kind == "evaluation" and job.status == "queued" and len(job.params["prompts"]) == 13
+    assert (job.params["drift_turns"], job.params["drift_user"]) == (3, "local/smollm2-135m-instruct")
     assert any(f"Queued evaluation {job.id}" in s.value for s in at.success)
     table = next(d.value for d in at.dataframe if "run" in d.value.columns)
     assert list(table["run"]) == [job.id]
