@@ -34,6 +34,21 @@ def test_every_page_is_routed_by_the_app():
 
 
 HEAVY = ("litellm", "torch", "transformers")
+
+
+def _python_json(args: list[str], timeout: float) -> dict:
+    """Run `python -c ARGS` from the repository, fresh; the JSON its last line prints."""
+    out = subprocess.run(
+        [sys.executable, "-c", *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 PROBE = """
 import json, sys
 from pipeline.__main__ import main
@@ -62,15 +77,7 @@ print(json.dumps({"code": code, "heavy": sorted(m for m in {heavy} if m in sys.m
     ids=lambda c: " ".join(c[:2]),
 )
 def test_commands_that_call_no_model_import_neither_litellm_nor_torch(command):
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE.replace("{heavy}", repr(HEAVY)), *command],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _python_json([PROBE.replace("{heavy}", repr(HEAVY)), *command], timeout=120)
     assert result["heavy"] == [], f"`{' '.join(command)}` imported {result['heavy']}"
 
 
@@ -86,14 +93,6 @@ print(json.dumps({"text": reply.text, "tokens": reply.completion_tokens, "litell
 @pytest.mark.slow
 def test_a_call_to_the_built_in_model_answers_without_importing_litellm():
     # Every job process on the built-in model would otherwise wait seconds for litellm before its first token.
-    out = subprocess.run(
-        [sys.executable, "-c", LOCAL_CHAT],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _python_json([LOCAL_CHAT], timeout=300)
     assert result["text"] and 0 < result["tokens"] <= 4
     assert result["litellm"] is False

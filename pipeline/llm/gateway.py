@@ -33,6 +33,7 @@ import tenacity
 from pipeline import settings
 from pipeline.errors import UserFacingError
 from pipeline.llm import catalog, disk_cache, embedded
+from pipeline.llm.batcher import Generation
 
 
 def _litellm():
@@ -144,13 +145,19 @@ class _Call:
         )
 
     def answered(self, model, response, started: float, retries: int) -> ChatResult:
-        usage = getattr(response, "usage", None)
+        if isinstance(response, Generation):  # a local model's own reply, not litellm's response object
+            text, prompt_tokens, completion_tokens = response.text, response.prompt_tokens, response.completion_tokens
+        else:
+            usage = getattr(response, "usage", None)
+            text = response.choices[0].message.content or ""
+            prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+            completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         result = ChatResult(
-            text=(response.choices[0].message.content or "").strip(),
+            text=text.strip(),
             model_used=model.name,
             models_requested=self.chain,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             latency_ms=int((time.perf_counter() - started) * 1000),
             cost_usd=_cost(response, model),
             retries=retries,
@@ -261,33 +268,8 @@ def _cost(response, model: catalog.ResolvedModel) -> float:
         return 0.0  # a model missing from litellm's price list: cost unknown, counted as zero
 
 
-@dataclass
-class _LocalMessage:
-    content: str
-
-
-@dataclass
-class _LocalChoice:
-    message: _LocalMessage
-    finish_reason: str
-
-
-@dataclass
-class _LocalUsage:
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass
-class _LocalResponse:
-    """What `answered` reads from a reply, in the shape litellm gives it (choices[0].message, usage)."""
-
-    choices: list[_LocalChoice]
-    usage: _LocalUsage
-
-
-def _local_completion(*, model: str, messages: list[dict], **params) -> _LocalResponse:
-    generation = embedded.generate(
+def _local_completion(*, model: str, messages: list[dict], **params) -> Generation:
+    return embedded.generate(
         model.removeprefix("local/"),
         messages,
         max_tokens=int(params.get("max_tokens") or 256),
@@ -295,13 +277,9 @@ def _local_completion(*, model: str, messages: list[dict], **params) -> _LocalRe
         top_p=float(params.get("top_p", 0.9)),
         seed=params.get("seed"),
     )
-    return _LocalResponse(
-        [_LocalChoice(_LocalMessage(generation.text), generation.finish_reason)],
-        _LocalUsage(generation.prompt_tokens, generation.completion_tokens),
-    )
 
 
-async def _local_acompletion(**request) -> _LocalResponse:
+async def _local_acompletion(**request) -> Generation:
     return await asyncio.to_thread(_local_completion, **request)  # CPU-bound: keep the event loop free
 
 
