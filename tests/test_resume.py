@@ -75,34 +75,36 @@ def examples_of(job_id: int) -> list[Example]:
 
 
 @pytest.mark.parametrize("running_monitor", [STALE], indirect=True)
-@pytest.mark.parametrize("resume_from", ["page", "jobs resume", "generate --resume"])
-def test_a_killed_generation_resumes_with_the_monitor_running(persona, server, no_cache, running_monitor, resume_from):  # noqa: F811
+def test_a_generation_killed_three_times_resumes_each_way(persona, server, no_cache, running_monitor):  # noqa: F811
+    """One run, killed three times: resumed from the page's button, then `jobs resume`, then by a
+    command line that runs it itself, beside the monitor. Each way must pick up the same run."""
     primary, _ = server
-    primary.delay = 0.2
-    config = config_for(persona, examples=12, concurrency=2)
+    primary.delay = 0.5  # each kill lands while examples are still being made
+    config = config_for(persona, examples=15, concurrency=2)
     job = jobs.submit("generation", config.model_dump(mode="json"))
 
-    kill_when(job.id, lambda _: runner.progress(job.id)[0] >= 3, "three examples made")
-
-    if resume_from == "page":
-        jobs.requeue(job.id)  # what the Resume button calls
-    elif resume_from == "jobs resume":
-        out = cli("jobs", "resume", str(job.id))
-        assert out.returncode == 0, out.stderr
-    else:
-        out = cli("generate", "--resume", str(job.id))  # runs it here, beside the monitor
-        assert out.returncode == 0, out.stdout + out.stderr
-    done = wait_for(lambda: finished(job.id), 180, "the resumed job to finish")
+    for attempt, (kill_at, resume_from) in enumerate([(3, "page"), (7, "jobs resume"), (11, "generate --resume")], 1):
+        kill_when(job.id, lambda _, at=kill_at: runner.progress(job.id)[0] >= at, f"{kill_at} examples made")
+        assert jobs.get(job.id).attempt == attempt
+        if resume_from == "page":
+            jobs.requeue(job.id)  # what the Resume button calls
+        elif resume_from == "jobs resume":
+            out = cli("jobs", "resume", str(job.id))
+            assert out.returncode == 0, out.stderr
+        else:
+            out = cli("generate", "--resume", str(job.id))  # runs it here, beside the monitor
+            assert out.returncode == 0, out.stdout + out.stderr
+    done = wait_for(lambda: finished(job.id), 180, "the last resumed attempt to finish")
 
     assert done.status == "succeeded", done.error
-    assert done.attempt == 2 and done.executor == ("foreground" if resume_from == "generate --resume" else "local")
+    assert done.attempt == 4 and done.executor == "foreground"
     made = examples_of(job.id)
-    assert sorted(e.slot for e in made) == list(range(12))  # nothing lost, nothing twice
+    assert sorted(e.slot for e in made) == list(range(15))  # nothing lost, nothing twice
     assert all(e.status == "pending" for e in made)
-    # three calls an example, each stage saved as it lands: only the calls in flight at the kill
+    # three calls an example, each stage saved as it lands: only the calls in flight at each kill
     # (one per example being made, two at a time) are asked again
-    repeated_calls = len(primary.requests) - 3 * 12
-    assert 0 <= repeated_calls <= 2, f"{repeated_calls} calls repeated"
+    repeated_calls = len(primary.requests) - 3 * 15
+    assert 0 <= repeated_calls <= 2 * 3, f"{repeated_calls} calls repeated over three kills"
 
 
 @pytest.mark.parametrize("running_monitor", [STALE], indirect=True)
