@@ -84,8 +84,8 @@ def test_a_generation_killed_three_times_resumes_each_way(persona, server, no_ca
     job = jobs.submit("generation", config.model_dump(mode="json"))
 
     for attempt, (kill_at, resume_from) in enumerate([(3, "page"), (7, "jobs resume"), (11, "generate --resume")], 1):
-        kill_when(job.id, lambda _, at=kill_at: runner.progress(job.id)[0] >= at, f"{kill_at} examples made")
-        assert jobs.get(job.id).attempt == attempt
+        killed = kill_when(job.id, lambda _, at=kill_at: runner.progress(job.id)[0] >= at, f"{kill_at} examples made")
+        assert (killed.attempt, killed.executor) == (attempt, "local")  # the monitor ran each of the first three
         if resume_from == "page":
             jobs.requeue(job.id)  # what the Resume button calls
         elif resume_from == "jobs resume":
