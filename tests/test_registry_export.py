@@ -77,11 +77,11 @@ def test_the_adapter_export_holds_the_adapter_config_and_card_and_reloads(adapte
     adapter_files = {f"{ADAPTER}/{p.name}" for p in folder.iterdir() if p.is_file()}
     assert {f"{ADAPTER}/adapter_config.json", f"{ADAPTER}/adapter_model.safetensors"} <= adapter_files
     assert f"{ADAPTER}/tokenizer_config.json" in adapter_files
-    assert names == adapter_files | {f"{ADAPTER}/training_config.yaml", f"{ADAPTER}/MODEL_CARD.md"}
+    assert names == adapter_files | {f"{ADAPTER}/training_config.yaml", f"{ADAPTER}/README.md"}
 
     unzipped = unzip(archive, tmp_path / "out")
     assert yaml.safe_load((unzipped / "training_config.yaml").read_text()) == CONFIG
-    assert "# tiny-persona" in (unzipped / "MODEL_CARD.md").read_text()
+    assert "# tiny-persona" in (unzipped / "README.md").read_text()
     # reloads outside the studio: a base model plus the unzipped folder, with transformers and peft
     base = AutoModelForCausalLM.from_pretrained(models / TINY, dtype=torch.float32)
     reloaded = PeftModel.from_pretrained(base, unzipped).eval()
@@ -99,7 +99,7 @@ def test_merged_export_is_a_plain_transformers_model(adapter, models, tmp_path):
     archive = export.export_merged(adapter.id)
     assert archive.name == f"{ADAPTER}-merged.zip"
     folder = unzip(archive, tmp_path / "merged")
-    assert {"config.json", "model.safetensors", "tokenizer.json", "MODEL_CARD.md", "training_config.yaml"} <= {
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "training_config.yaml"} <= {
         p.name for p in folder.iterdir()
     }
     assert not (folder / "adapter_config.json").exists()
@@ -109,7 +109,7 @@ def test_merged_export_is_a_plain_transformers_model(adapter, models, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(models / TINY, dtype=torch.float32).eval()
     assert torch.allclose(logits(merged, tokenizer), logits(served.model, served.tokenizer), atol=1e-4)
     assert not torch.allclose(logits(merged, tokenizer), logits(base, tokenizer), atol=1e-4)  # the adapter is in it
-    assert "AutoModelForCausalLM.from_pretrained" in (folder / "MODEL_CARD.md").read_text()
+    assert "AutoModelForCausalLM.from_pretrained" in (folder / "README.md").read_text()
 
     # merged weights training wrote are used as they are
     shutil.copytree(folder, embedded.model_path(ADAPTER) / "merged")

@@ -286,6 +286,7 @@ def update_registry(job_id: int) -> int:
                 "trait_scores": {r["trait"]: r["mean"] for r in mine.to_dict(orient="records")},
                 "consistency": float(mine["spread"].mean()) if not mine.empty else None,
                 "prompt_fidelity": next((r for r in board.fidelity if r["contestant"] == name), None),
+                "persona_likelihood": next((r for r in board.likelihood if r["contestant"] == name), None),
             }
             for entry in entries:  # a base model and its prompt-only variants share a reference
                 quality = dict(entry.metrics.get("quality", {}))

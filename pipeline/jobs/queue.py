@@ -36,11 +36,13 @@ KINDS: dict[str, str] = {
     "train_together": "pipeline.training.together_backend:run",
     "evaluation": "pipeline.evaluation.job:run",
     "pairs": "pipeline.datasets.persona_pairs:run",
+    "export": "pipeline.registry.export_job:run",
 }
 # What a kind must tidy when its process dies without a last word (SIGKILL, lost heartbeat, forced
 # cancel): the monitor calls it after recording the end. `(job_id) -> None`.
 STOP_HOOKS: dict[str, str] = {
     "generation": "pipeline.generation.runner:mark_cancelled",
+    "export": "pipeline.registry.export_job:tidy",
 }
 KIND_LABELS = {
     "probe": "Worker check",
@@ -50,6 +52,7 @@ KIND_LABELS = {
     "train_together": "Together fine-tuning",
     "evaluation": "Evaluation",
     "pairs": "Persona pairs",
+    "export": "Export",
 }
 
 

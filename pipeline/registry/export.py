@@ -18,11 +18,11 @@ from pathlib import Path
 import yaml
 
 from pipeline import settings
-from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.llm import embedded
-from pipeline.models import Dataset, ModelEntry, Persona
+from pipeline.models import ModelEntry
 from pipeline.registry import figures
+from pipeline.registry.model_card import model_card
 
 STORED = (".safetensors", ".bin", ".pt", ".gguf")  # already dense: not worth compressing
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank values vLLM accepts (default 16)
@@ -43,7 +43,7 @@ def safe_name(entry: ModelEntry) -> str:
 # --- where a model's files are ---------------------------------------------------------------------
 
 
-def _refuse_unless_local(entry: ModelEntry) -> str:
+def refuse_unless_local(entry: ModelEntry) -> str:
     """The local folder name of an exportable entry; a clear refusal for everything else."""
     if entry.backend in figures.CLOUD_BACKENDS:
         provider = PROVIDERS.get(entry.backend, entry.backend)
@@ -65,14 +65,14 @@ def _refuse_unless_local(entry: ModelEntry) -> str:
     return name
 
 
-def _is_adapter(folder: Path) -> bool:
+def is_adapter(folder: Path) -> bool:
     return (folder / "adapter_config.json").exists()
 
 
 def _base_folder(entry: ModelEntry) -> Path:
     """The base model's folder for a local model (an adapter's base; a full model is its own base)."""
     folder = embedded.model_path(figures.local_name(entry))
-    return figures.adapter_base_folder(folder) if _is_adapter(folder) else folder
+    return figures.adapter_base_folder(folder) if is_adapter(folder) else folder
 
 
 def _adapter_files(folder: Path) -> list[Path]:
@@ -86,168 +86,14 @@ def _adapter_files(folder: Path) -> list[Path]:
     )
 
 
-# --- the model card ------------------------------------------------------------------------------
-
-
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def _loading_section(entry: ModelEntry, folder_name: str, merged: bool) -> list[str]:
-    if entry.backend in figures.CLOUD_BACKENDS:
-        return [
-            f"The weights stay at {PROVIDERS.get(entry.backend, entry.backend)}. In the studio, call it as "
-            f"`{entry.reference}`; with the provider's SDK, use the model id after the provider prefix.",
-        ]
-    if entry.backend == "prompt":
-        return [f"A prompt-only variant: call `{entry.reference}` with the persona's prompt version as system prompt."]
-    if figures.local_name(entry) is None:
-        return [f"Call it in the studio as `{entry.reference}`."]
-    folder = embedded.model_path(figures.local_name(entry))
-    if not folder.exists():
-        return ["The model's files are no longer in the studio's models folder."]
-    base = _base_folder(entry)
-    adapter = _is_adapter(folder) and not merged
-    lines = ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer"]
-    if adapter:
-        lines += [
-            "from peft import PeftModel",
-            "",
-            f'base = AutoModelForCausalLM.from_pretrained("{base}")  # the base model folder',
-            f'model = PeftModel.from_pretrained(base, "{folder_name}")  # this folder, unzipped',
-            f'tokenizer = AutoTokenizer.from_pretrained("{folder_name}")',
-        ]
-    else:
-        lines += [
-            "",
-            f'model = AutoModelForCausalLM.from_pretrained("{folder_name}")  # this folder, unzipped',
-            f'tokenizer = AutoTokenizer.from_pretrained("{folder_name}")',
-        ]
-    lines += [
-        'messages = [{"role": "user", "content": "Summarise this memo in two sentences: ..."}]',
-        'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",'
-        " return_dict=True)",
-        "output = model.generate(**inputs, max_new_tokens=128)",
-        'print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))',
-        "```",
-        "",
-    ]
-    if adapter:
-        lines += [
-            f"In `adapter_config.json`, `base_model_name_or_path` is `{base.name}`, relative to the studio's models "
-            "folder; passing the base model explicitly, as above, is all PEFT needs.",
-            "",
-        ]
-    serve = vllm_command(entry, adapter_path=f"./{folder_name}") if adapter else None
-    if serve is None:
-        lines += [
-            "Serve it with vLLM (an OpenAI-compatible server):",
-            "",
-            f"    vllm serve {shlex.quote(folder_name)} --served-model-name {shlex.quote(entry.name)} "
-            "--host 127.0.0.1 --port 8000",
-        ]
-    else:
-        lines += ["Serve it with vLLM (an OpenAI-compatible server):", "", f"    {serve['command']}"]
-    return lines
-
-
-def model_card(entry: ModelEntry, *, merged: bool = False, folder_name: str | None = None) -> str:
-    """The model card in Markdown: what the model is, what it learnt from, how it did, how to load it.
-
-    `folder_name` is the folder the loading snippet points at (the unzipped export's); `merged` writes the
-    snippet for merged weights instead of the adapter.
-    """
-    with session_scope() as session:
-        persona = session.get(Persona, entry.persona_id) if entry.persona_id is not None else None
-        dataset = session.get(Dataset, entry.dataset_id) if entry.dataset_id is not None else None
-    folder_name = folder_name or safe_name(entry) + ("-merged" if merged else "")
-    trained = figures.training(entry)
-    lines = [
-        f"# {entry.name}",
-        "",
-        f"- Model id in the studio: `{entry.reference}`",
-        f"- Base model: `{entry.base_model or '–'}`",
-        f"- Backend: {entry.backend or '–'}; status: {entry.status}",
-        f"- Persona: {persona.name if persona else '–'}",
-        f"- Registered: {entry.created_at:%Y-%m-%d %H:%M} UTC" if entry.created_at else "- Registered: –",
-        "",
-        "## Dataset",
-        "",
-    ]
-    if dataset is not None:
-        counts = dataset.counts or {}
-        lines += [
-            f"- Name: {dataset.name}",
-            f"- Training examples: {_fmt(counts.get('train'))}; validation examples: {_fmt(counts.get('validation'))}",
-            f"- Tokens: {_fmt(counts.get('tokens'))}",
-            f"- Content hash: `{dataset.content_hash or '–'}`",
-        ]
-    else:
-        lines.append("Not trained in the studio on a saved dataset.")
-    lines += ["", "## Hyperparameters", ""]
-    if entry.config:
-        lines += ["| setting | value |", "|---|---|"]
-        lines += [f"| {key} | {_fmt(value, 6) if not isinstance(value, list) else ', '.join(map(str, value))} |"
-                  for key, value in entry.config.items()]  # fmt: skip
-    else:
-        lines.append("None recorded.")
-    lines += ["", "## Training", ""]
-    if trained:
-        lines += [
-            f"- Job: {trained['job_id']}; steps: {_fmt(trained['steps'])}",
-            f"- Final training loss: {_fmt(trained['train_loss'])}",
-            f"- Final validation loss: {_fmt(trained['val_loss'])}",
-        ]
-    else:
-        lines.append("Not trained in the studio.")
-    lines += ["", "## Evaluation", ""]
-    by_mode = (entry.metrics or {}).get("quality") or {}
-    if by_mode:
-        lines += [
-            "Pairwise judged against the other contestants, Bradley-Terry ratings (base model at 1000) with "
-            "bootstrap 95% intervals.",
-            "",
-            "| prompt mode | rating | interval | win rate vs base | mean trait score | consistency | judge |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for mode, q in by_mode.items():
-            traits = [v for v in (q.get("trait_scores") or {}).values() if isinstance(v, int | float)]
-            lines.append(
-                f"| {mode} | {_fmt(q.get('rating'), 5)} | {_fmt(q.get('lower'), 5)} – {_fmt(q.get('upper'), 5)} "
-                f"| {_fmt(q.get('win_rate_vs_base'), 3)} | {_fmt(sum(traits) / len(traits), 3) if traits else '–'} "
-                f"| {_fmt(q.get('consistency'), 3)} | {q.get('judge') or '–'} |"
-            )
-        scores = {t: s for q in by_mode.values() for t, s in (q.get("trait_scores") or {}).items()}
-        if scores:
-            lines += ["", "Trait scores (1–5): " + ", ".join(f"{t} {_fmt(s, 3)}" for t, s in scores.items())]
-    else:
-        lines.append("Not evaluated yet.")
-    performance = (entry.metrics or {}).get("performance")
-    if performance:
-        lines += [
-            "",
-            "## Speed",
-            "",
-            f"{_fmt(performance.get('tokens_per_s'))} tokens/s; time to first token "
-            f"{_fmt(performance.get('ttft_ms'))} ms; latency p50 {_fmt(performance.get('latency_p50_ms'))} ms, "
-            f"p95 {_fmt(performance.get('latency_p95_ms'))} ms ({performance.get('prompts')} prompts, up to "
-            f"{performance.get('max_tokens')} tokens, measured {performance.get('measured_at')}).",
-        ]
-    lines += ["", "## How to load it", "", *_loading_section(entry, folder_name, merged), ""]
-    return "\n".join(lines)
-
-
 # --- zips ----------------------------------------------------------------------------------------
 
 
-def _write_zip(target: Path, files: dict[str, Path | str]) -> Path:
-    """A zip of `arcname → file path or text`, written aside and renamed into place."""
+def write_zip(target: Path, files: dict[str, Path | str], scratch: Path | None = None) -> Path:
+    """A zip of `arcname → file path or text`, written aside (in `scratch`, else beside it) and renamed
+    into place: a reader never sees half a zip."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
+    partial = (scratch or target.parent) / f".{target.name}.partial"
     try:
         with zipfile.ZipFile(partial, "w") as archive:
             for arcname, source in files.items():
@@ -266,16 +112,16 @@ def _config_yaml(entry: ModelEntry) -> str:
     return yaml.safe_dump(entry.config or {}, sort_keys=False, allow_unicode=True)
 
 
-def export_adapter(entry_id: int) -> Path:
-    """The adapter as a zip: `<name>/` with the adapter's files, training_config.yaml and MODEL_CARD.md.
+def export_adapter(entry_id: int, scratch: Path | None = None) -> Path:
+    """The adapter as a zip: `<name>/` with the adapter's files, training_config.yaml and README.md.
 
     Cloud models and prompt-only variants are refused (nothing to download); so is a local model without
     an adapter, the embedded base included: its whole weights come out through `export_merged`.
     """
     entry = figures.get_entry(entry_id)
-    name = _refuse_unless_local(entry)
+    name = refuse_unless_local(entry)
     folder = embedded.model_path(name)
-    if not _is_adapter(folder):
+    if not is_adapter(folder):
         raise UserFacingError(
             f"{entry.name} is a full model, not an adapter: there is no adapter to export. "
             "Export its weights with “merged weights” instead."
@@ -283,8 +129,8 @@ def export_adapter(entry_id: int) -> Path:
     root = safe_name(entry)
     files: dict[str, Path | str] = {f"{root}/{p.relative_to(folder).as_posix()}": p for p in _adapter_files(folder)}
     files[f"{root}/training_config.yaml"] = _config_yaml(entry)
-    files[f"{root}/MODEL_CARD.md"] = model_card(entry, folder_name=root)
-    return _write_zip(exports_dir() / f"{root}-adapter.zip", files)
+    files[f"{root}/README.md"] = model_card(entry, folder_name=root)
+    return write_zip(exports_dir() / f"{root}-adapter.zip", files, scratch)
 
 
 def _merge(folder: Path, target: Path) -> None:
@@ -300,32 +146,36 @@ def _merge(folder: Path, target: Path) -> None:
     AutoTokenizer.from_pretrained(tokenizer_folder).save_pretrained(target)
 
 
-def export_merged(entry_id: int) -> Path:
+def merged_weights(folder: Path, scratch: Path) -> Path:
+    """A folder of plain weights for a local model: itself, the `merged/` training wrote, or a merge now."""
+    if not is_adapter(folder):
+        return folder
+    if (folder / "merged" / "config.json").exists():
+        return folder / "merged"
+    _merge(folder, scratch / "merged")
+    return scratch / "merged"
+
+
+def export_merged(entry_id: int, scratch: Path | None = None) -> Path:
     """Merged weights as a zip: `<name>-merged/` loadable with plain transformers, plus the card and config.
 
     Uses `merged/` if training wrote it, else merges now. A local model without an adapter (the embedded
     base) is exported as its folder is.
     """
     entry = figures.get_entry(entry_id)
-    name = _refuse_unless_local(entry)
+    name = refuse_unless_local(entry)
     folder = embedded.model_path(name)
     root = f"{safe_name(entry)}-merged"
-    with tempfile.TemporaryDirectory(prefix="merge-", dir=_scratch()) as scratch:
-        if not _is_adapter(folder):
-            source = folder
-        elif (folder / "merged" / "config.json").exists():
-            source = folder / "merged"
-        else:
-            source = Path(scratch) / "merged"
-            _merge(folder, source)
+    with tempfile.TemporaryDirectory(prefix="merge-", dir=scratch or _scratch()) as aside:
+        source = merged_weights(folder, Path(aside))
         files: dict[str, Path | str] = {
             f"{root}/{p.relative_to(source).as_posix()}": p
             for p in sorted(source.rglob("*"))
             if p.is_file() and not p.relative_to(source).parts[0].startswith(("checkpoint", "."))
         }
         files[f"{root}/training_config.yaml"] = _config_yaml(entry)
-        files[f"{root}/MODEL_CARD.md"] = model_card(entry, merged=True, folder_name=root)
-        return _write_zip(exports_dir() / f"{root}.zip", files)
+        files[f"{root}/README.md"] = model_card(entry, merged=True, folder_name=root)
+        return write_zip(exports_dir() / f"{root}.zip", files, scratch)
 
 
 def _scratch() -> Path:
@@ -352,10 +202,10 @@ def vllm_command(
     so a wildcard host (0.0.0.0, ::) becomes localhost there. The default host is 127.0.0.1: the server is
     reachable from this machine only until someone chooses to expose it (and puts a key in front of it).
     """
-    name = _refuse_unless_local(entry)
+    name = refuse_unless_local(entry)
     folder = embedded.model_path(name)
     served = entry.name
-    if _is_adapter(folder):
+    if is_adapter(folder):
         adapter = str(adapter_path) if adapter_path is not None else str(folder)
         rank = int(json.loads((folder / "adapter_config.json").read_text()).get("r") or 16)
         parts = [
