@@ -88,6 +88,6 @@ class _ReportingContext(JobContext):
         super().__init__(job_id, folder, kind, attempt=attempt, reporter=reporter)
         self.on_progress = on_progress
 
-    def report_progress(self, done, total=None, unit=None, message=""):
-        super().report_progress(done, total, unit, message)
+    def report_progress(self, done, total=None, unit=None, message="", chart=True):
+        super().report_progress(done, total, unit, message, chart)
         self.on_progress(done, total or 0, message)
