@@ -8,7 +8,7 @@ import streamlit as st
 from pipeline import charts, clock, personas
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import service as evaluation
-from pipeline.registry import export, figures, lifecycle
+from pipeline.registry import export, figures, lifecycle, retrain
 from pipeline.registry import prompts as prompt_versions
 
 st.title("Models")
@@ -37,7 +37,7 @@ if persona is not None:
 names = [e.name for e in entries]
 chosen_name = st.selectbox("Model", names, key="models_pick")
 entry = next(e for e in entries if e.name == chosen_name)
-tabs = st.tabs(["Deploy", "Compare", "Export", "Performance", "History", "Prompt versions"])
+tabs = st.tabs(["Deploy", "Compare", "Export", "Performance", "History", "Prompt versions", "Retrain on an open base"])
 
 with tabs[0]:
     a, b = st.columns([2, 1])
@@ -172,3 +172,37 @@ with tabs[5]:
             st.success(f"{variant.name} is in the registry and can be a contestant on the Evaluate page.")
         if len(numbers) > 1:
             st.code(prompt_versions.diff(persona.id, numbers[-2], numbers[-1]) or "(no difference)", language="diff")
+
+with tabs[-1]:  # Retrain on an open base: the same snapshot and settings on a base that stays
+    st.caption(
+        "Train this model again from the same dataset snapshot (checked by its content hash) with the same "
+        "settings, on this machine or at Together; then the two are evaluated side by side."
+    )
+    a, b = st.columns([1, 2])
+    where = a.radio("Where", list(retrain.BACKENDS), format_func=retrain.BACKENDS.get, key="models_retrain_backend")
+    on = b.selectbox("Open base", retrain.open_bases()[where], accept_new_options=True, key=f"models_retrain_{where}")
+    try:
+        again = retrain.plan_retrain(entry.id, where, on or "")
+    except UserFacingError as exc:
+        st.info(str(exc))
+    else:
+        st.markdown(
+            f"Dataset **{again.dataset}**, content hash `{again.dataset_hash[:12]}` (matches the snapshot) → new "
+            f"model **{again.config.name}** on `{again.config.resolved_base()}`, then evaluated {again.evaluation}."
+        )
+        settings_table = [{"setting": k, "value": str(v)} for k, v in again.config.model_dump(mode="json").items()]
+        st.dataframe(pd.DataFrame(settings_table), hide_index=True, key="models_retrain_config")
+        for problem in again.summary()["problems"]:
+            st.error(problem)
+        for note in again.summary()["notes"]:
+            st.warning(note)
+        if st.button("Retrain on this base", type="primary", disabled=not again.can_start, key="models_retrain"):
+            try:
+                job = retrain.start_retrain(entry.id, where, on or "", started_by=who)
+            except UserFacingError as exc:
+                st.error(str(exc))
+            else:
+                st.success(
+                    f"Queued training job {job.id}. When it succeeds, {again.config.name} is evaluated "
+                    f"{again.evaluation} by itself (see the Evaluate page)."
+                )

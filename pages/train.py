@@ -8,13 +8,13 @@ import streamlit as st
 from pipeline.datasets import build, targets
 from pipeline.errors import UserFacingError
 from pipeline.jobs import board
-from pipeline.training import hardware, service
+from pipeline.training import hardware, providers, service
 from pipeline.training.config import DEFAULT_BASE, PRESETS, from_preset, preset_values
 
 st.title("Train")
 st.caption(
     "Fine-tune a model on a dataset so it carries the persona in its weights: a LoRA adapter trained here, "
-    "or a fine-tuning job at Together or OpenAI."
+    "or a fine-tuning job at Together (the cloud choice) or OpenAI (closing)."
 )
 
 datasets = build.list_datasets()
@@ -27,14 +27,14 @@ with st.container(border=True):
     dataset = a.selectbox("Dataset", [d.name for d in datasets], key="train_dataset")
     backend = b.radio(
         "Where",
-        ["local", "together", "openai"],
+        ["local", *providers.CLOUD],  # Together first: the cloud default
         horizontal=True,
         key="train_backend",
-        format_func=lambda name: (
-            {"local": "This machine", "together": "Together", "openai": "OpenAI"}[name]
-            + (" (needs a key)" if service.missing_key(name) else "")
-        ),
+        format_func=lambda name: providers.LABELS[name] + (" (needs a key)" if service.missing_key(name) else ""),
+        help=providers.OPENAI_CLOSING,
     )
+    if backend == "openai":
+        st.warning(providers.OPENAI_CLOSING, icon=":material/event_busy:")
     method = st.radio(
         "How it learns",
         list(service.METHODS),

@@ -102,7 +102,8 @@ def test_a_cloud_backend_without_its_key_is_marked_and_cannot_start(studio):
     build.save("ready", build.preview(ExampleFilter(persona_id=persona.id, statuses=["accepted"]), 0.2))
     at = open_app("pages/train.py")
     radio = at.radio(key="train_backend")
-    assert radio.options == ["This machine", "Together (needs a key)", "OpenAI (needs a key)"]
+    assert radio.options == ["This machine", "Together (needs a key)",
+                             "OpenAI (closing: shuts down 2027-01-14) (needs a key)"]  # fmt: skip
 
     radio.set_value("together").run()
 

@@ -1,4 +1,5 @@
-"""`python -m pipeline models list|show|deploy|rollback|archive|restore|export|bench`: the Models page, scripted."""
+"""`python -m pipeline models list|show|deploy|rollback|archive|restore|export|bench|retrain`: the Models page,
+scripted."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-ACTIONS = ["list", "show", "deploy", "rollback", "archive", "restore", "export", "bench"]
+ACTIONS = ["list", "show", "deploy", "rollback", "archive", "restore", "export", "bench", "retrain"]
 
 
 def add_parser(sub) -> None:
@@ -18,6 +19,14 @@ def add_parser(sub) -> None:
     p.add_argument("--notes", default="", help="why: kept in the history")
     p.add_argument("--merged", action="store_true", help="export: merged weights instead of the adapter")
     p.add_argument("--output", type=Path, help="export: copy the zip here")
+    p.add_argument(
+        "--backend",
+        choices=["local", "together"],
+        default="local",
+        help="retrain: on this machine (default) or at Together, the cloud choice",
+    )
+    p.add_argument("--base", default="", help="retrain: the open base to train on (default: the backend's)")
+    p.add_argument("--plan-only", action="store_true", help="retrain: show what would happen; start nothing")
     p.add_argument("--json", action="store_true", help="print JSON, for scripts")
     p.set_defaults(func=_cmd_models)
 
@@ -65,9 +74,42 @@ def _cmd_models(args) -> int:
         print(
             f"serve it: {serving['command']}\nthen add it to the studio:\n{serving['secrets_snippet']}", file=sys.stderr
         )
+    elif action == "retrain":
+        return _retrain(entry, args, who)
     elif action == "bench":
         result = figures.measure_performance(entry.id)
         print(json.dumps(result, indent=2, default=str) if args.json else
               f"{entry.name}: {result['tokens_per_s']:.1f} tokens/s, first token {result['ttft_ms']:.0f} ms, "
               f"latency p50 {result['latency_p50_ms']:.0f} ms, p95 {result['latency_p95_ms']:.0f} ms")  # fmt: skip
+    return 0
+
+
+def _retrain(entry, args, who: str) -> int:
+    """`models retrain NAME --backend local|together --base MODEL`: the same snapshot and settings on an open base."""
+    from pipeline.errors import UserFacingError
+    from pipeline.registry import retrain
+
+    plan = retrain.plan_retrain(entry.id, args.backend, args.base)
+    summary = plan.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        changed = ", ".join(f"{k} {before or '(default)'} → {after}" for k, (before, after) in plan.changed.items())
+        print(
+            f"Retrain {entry.name} on {plan.config.resolved_base()} ({plan.config.backend}): dataset {plan.dataset} "
+            f"(content hash {plan.dataset_hash[:12]}, matches), the same settings but {changed}; then evaluated "
+            f"{plan.evaluation}.",
+            file=sys.stderr,
+        )
+        for note in summary["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+    if not plan.can_start:
+        raise UserFacingError(plan.training.refusal())
+    if args.plan_only:
+        return 0
+    job = retrain.start_retrain(entry.id, args.backend, args.base, started_by=who)
+    print(
+        f"Queued training job {job.id} ({plan.config.name}); when it succeeds, the evaluation follows by itself. "
+        f"Follow it with `python -m pipeline jobs show {job.id}`."
+    )
     return 0

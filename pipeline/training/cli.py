@@ -12,8 +12,10 @@ PRESET_NAMES = ("quick", "standard", "thorough")  # training.config.PRESETS' key
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune a model on a dataset (local LoRA, Together or OpenAI)")
-    p.add_argument("--backend", choices=["local", "together", "openai"])
+    from pipeline.training import providers  # the standard library only: cheap for the help
+
+    p = sub.add_parser("train", help="fine-tune a model on a dataset (local LoRA, Together, or OpenAI: closing)")
+    p.add_argument("--backend", choices=["local", *providers.CLOUD], help=providers.BACKEND_HELP)
     p.add_argument("--dataset", help="a saved dataset's name")
     p.add_argument("--base-model", help="the model to fine-tune (default: the backend's)")
     p.add_argument(
@@ -64,9 +66,11 @@ def run(args) -> int:
     if args.check_job is not None:
         return _check(args.check_job, args.json)
     from pipeline import jobs
-    from pipeline.training import service
+    from pipeline.training import providers, service
 
     config = _config(args)
+    if config.backend == "openai":
+        print(f"note: {providers.OPENAI_CLOSING}", file=sys.stderr)
     plan = service.plan(config)
     summary = {
         "backend": config.backend,

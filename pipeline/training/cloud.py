@@ -119,6 +119,9 @@ def run(ctx: JobContext, params: dict, backend: CloudBackend) -> None:
         metrics={**last, "trained_tokens": remote.trained_tokens, "provider_job": info["job_id"]},
     )
     ctx.log(f"registered {entry.reference}")
+    from pipeline.registry import retrain
+
+    retrain.after_training(ctx.job_id, entry, ctx.log)  # a retrain queues its evaluation; others: nothing
 
 
 def _sleep(ctx: JobContext, seconds: float) -> None:

@@ -130,6 +130,9 @@ def run(ctx: JobContext, params: dict) -> None:
     steps = metrics["steps"]
     ctx.report_progress(steps, steps, unit="steps", message=f"saved {entry.reference}")
     ctx.log(f"saved the adapter to {folder} and registered {entry.reference}")
+    from pipeline.registry import retrain
+
+    retrain.after_training(ctx.job_id, entry, ctx.log)  # a retrain queues its evaluation; others: nothing
 
 
 def first_trainer(ctx, config, dataset, model, tokenizer, arguments, callback):

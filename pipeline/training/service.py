@@ -258,16 +258,20 @@ def prepare(config: TrainingConfig) -> Path:
     return folder
 
 
-def start(config: TrainingConfig, started_by: str = "", run_here: bool = False) -> Job:
-    """Queue the training for the background worker, or with `run_here` claim it for this process."""
+def start(
+    config: TrainingConfig, started_by: str = "", run_here: bool = False, *, name: str = "", extra: dict | None = None
+) -> Job:
+    """Queue the training for the background worker, or with `run_here` claim it for this process.
+
+    `extra`: more job parameters beside the config (a retrain's origin, read when the model is registered)."""
     access.check("train")
     checked = plan(config)
     if not checked.can_start:
         raise UserFacingError(checked.refusal())
-    name = f"{config.method.upper()} {config.dataset} → {config.resolved_base()} ({config.backend})"
+    name = name or f"{config.method.upper()} {config.dataset} → {config.resolved_base()} ({config.backend})"
     return jobs.submit(
         KIND[config.backend],
-        {"config": config.model_dump(mode="json")},
+        {**(extra or {}), "config": config.model_dump(mode="json")},
         name=name,
         started_by=started_by,
         run_here=run_here,
