@@ -235,3 +235,22 @@ def test_the_adapter_and_merged_exports_run_as_jobs(adapter, models):
         assert (view.job_id, view.status, view.format, view.result["file"]) == (finished.id, "succeeded", fmt, name)
     assert left_in_exports() == {f"{ADAPTER}-adapter.zip", f"{ADAPTER}-merged.zip"}
     assert json.loads((runfolder.run_dir(finished.id) / "export.json").read_text())["bytes"] > 0
+
+
+def test_the_command_line_exports_for_ollama_and_says_how_to_run_it(adapter, models, capsys, tmp_path):
+    from pipeline.__main__ import main
+
+    assert main(["models", "export", ADAPTER, "--format", "ollama", "--type", "F16", "--json",
+                 "--output", str(tmp_path)]) == 0  # fmt: skip
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["path"] == str(tmp_path / f"{ADAPTER}-F16-ollama.zip") and Path(shown["path"]).exists()
+    assert shown["check"]["passed"] and shown["file_type"] == "F16" and shown["gguf_bytes"] < shown["source_bytes"]
+    assert main(["models", "export", ADAPTER, "--format", "gguf", "--type", "Q8_0"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().endswith(f"{ADAPTER}-Q8_0.zip")
+    assert "checked: same next token as the model at" in captured.err and "llama-server -m" in captured.err
+    assert "ollama create" not in captured.err  # a plain GGUF export has no Modelfile
+    # 4 bits of a random tiny model's weights move its near-uniform predictions too far: refused, not kept
+    assert main(["models", "export", ADAPTER, "--format", "gguf", "--type", "Q4_1"]) == 1
+    assert "Q4_1 file failed its check and was not kept" in capsys.readouterr().err
+    assert not (export.exports_dir() / f"{ADAPTER}-Q4_1.zip").exists()

@@ -212,7 +212,8 @@ def test_the_models_command_deploys_rolls_back_lists_and_refuses_clearly(persona
         ("smollm2-135m-instruct", "candidate"), ("ft-one", "deployed"), ("ft-two", "candidate")]  # fmt: skip
     assert main(["models", "archive", "ft-one"]) == 1
     assert "is deployed" in capsys.readouterr().err
-    assert main(["models", "export", "smollm2-135m-instruct"]) == 1  # a full model has no adapter
+    assert main(["models", "export", "smollm2-135m-instruct", "--format", "adapter"]) == 1  # a full model has none
+    assert "full model, not an adapter" in capsys.readouterr().err
 
 
 def test_the_embedded_base_is_registered_once_even_when_asked_from_many_threads_at_once():

@@ -17,7 +17,15 @@ def add_parser(sub) -> None:
     p.add_argument("model", nargs="?", help="a model's name, id or reference (rollback: a persona)")
     p.add_argument("--persona", help="deploy: the persona it serves (default: the one it was trained for)")
     p.add_argument("--notes", default="", help="why: kept in the history")
-    p.add_argument("--merged", action="store_true", help="export: merged weights instead of the adapter")
+    p.add_argument(
+        "--format",
+        dest="export_format",
+        choices=["adapter", "merged", "gguf", "ollama"],
+        help="export: adapter (default for a fine-tune), merged weights, a GGUF file, or GGUF + Ollama Modelfile",
+    )
+    p.add_argument("--merged", action="store_true", help="export: the same as --format merged")
+    p.add_argument("--type", dest="gguf_type", default="Q8_0", choices=["F16", "Q8_0", "Q4_1"],
+                   help="export, gguf/ollama: F16 (exact), Q8_0 (default: near exact), Q4_1 (smallest)")  # fmt: skip
     p.add_argument("--output", type=Path, help="export: copy the zip here")
     p.add_argument(
         "--backend",
@@ -34,7 +42,7 @@ def add_parser(sub) -> None:
 def _cmd_models(args) -> int:
     from pipeline import jobs, personas
     from pipeline.errors import UserFacingError
-    from pipeline.registry import export, figures, lifecycle
+    from pipeline.registry import figures, lifecycle
 
     action, who = args.models_action, jobs.default_user()
     if action == "list":
@@ -66,14 +74,7 @@ def _cmd_models(args) -> int:
     elif action == "restore":
         print(f"{lifecycle.restore(entry.id, who, args.notes).name} is a candidate again.")
     elif action == "export":
-        path = export.export_merged(entry.id) if args.merged else export.export_adapter(entry.id)
-        if args.output:
-            path = Path(shutil.copy(path, args.output))
-        print(path)
-        serving = export.vllm_command(entry)
-        print(
-            f"serve it: {serving['command']}\nthen add it to the studio:\n{serving['secrets_snippet']}", file=sys.stderr
-        )
+        return _export(entry, args, who)
     elif action == "retrain":
         return _retrain(entry, args, who)
     elif action == "bench":
@@ -81,6 +82,63 @@ def _cmd_models(args) -> int:
         print(json.dumps(result, indent=2, default=str) if args.json else
               f"{entry.name}: {result['tokens_per_s']:.1f} tokens/s, first token {result['ttft_ms']:.0f} ms, "
               f"latency p50 {result['latency_p50_ms']:.0f} ms, p95 {result['latency_p95_ms']:.0f} ms")  # fmt: skip
+    return 0
+
+
+def _export(entry, args, who: str) -> int:
+    """`models export NAME --format adapter|merged|gguf|ollama [--type Q8_0]`: run as a job here, with a bar."""
+    from tqdm import tqdm
+
+    from pipeline import jobs
+    from pipeline.jobs import foreground
+    from pipeline.llm import embedded
+    from pipeline.registry import export, export_job
+
+    fmt = args.export_format or ("merged" if args.merged else None)
+    if fmt is None:  # a fine-tune's adapter by default; a full model has none
+        folder = embedded.model_path(export.refuse_unless_local(entry))
+        fmt = "adapter" if export.is_adapter(folder) else "merged"
+    job = export_job.start(entry.id, fmt, args.gguf_type, started_by=who, run_here=True)
+    print(f"Job {job.id}: {job.name} (Ctrl-C cancels; nothing is left behind).", file=sys.stderr)
+    with tqdm(unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
+
+        def advance(done: int, total: int, message: str) -> None:
+            bar.total, bar.n = total or bar.total, done
+            bar.set_postfix_str(message[:40])
+            bar.refresh()
+
+        try:
+            finished, _ = foreground.run(job, jobs.kind_function("export"), advance)
+        except KeyboardInterrupt:
+            print("\nCancelled; nothing was kept.", file=sys.stderr)
+            return 130
+    result = export_job.result(finished.id)
+    if finished.status != "succeeded" or result is None:
+        print(f"Export {finished.status}: {finished.error or 'nothing was kept'}", file=sys.stderr)
+        return 1
+    path = Path(result["path"])
+    if args.output:
+        path = Path(shutil.copy(path, args.output))
+    if args.json:
+        print(json.dumps({**result, "path": str(path)}, indent=2))
+        return 0
+    print(path)
+    print(f"{result['bytes'] / 1e6:.1f} MB in {result['seconds']:.0f} s", file=sys.stderr)
+    check = result.get("check")
+    if check:
+        print(f"checked: same next token as the model at {check['top1_agreement']:.1%} of {check['positions']} "
+              f"positions (needed {check['min_top1']:.0%}); largest logit difference "
+              f"{check['max_logit_difference']:.3g}", file=sys.stderr)  # fmt: skip
+    if result.get("ollama"):
+        commands = result["ollama"]
+        print(f"run it in Ollama (unzip, then in the folder):\n  {commands['create']}\n  {commands['run']}",
+              file=sys.stderr)  # fmt: skip
+    if result.get("llama_cpp"):
+        print(f"or with llama.cpp:\n  {result['llama_cpp']}", file=sys.stderr)
+    if fmt in ("adapter", "merged"):
+        serving = export.vllm_command(entry)
+        print(f"serve it: {serving['command']}\nthen add it to the studio:\n{serving['secrets_snippet']}",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 
