@@ -2,14 +2,66 @@ from pages import route_through_app
 
 route_through_app()
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
-from pipeline import charts, clock, personas
+from pipeline import charts, clock, jobs, personas
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import service as evaluation
-from pipeline.registry import export, figures, lifecycle, retrain
+from pipeline.registry import export, export_job, figures, gguf_file, lifecycle, retrain
 from pipeline.registry import prompts as prompt_versions
+
+
+@st.fragment(run_every=2)
+def export_status(entry_id: int) -> None:
+    """The model's latest export: progress while it runs; then its size, time, check, download and commands."""
+    view = export_job.latest(entry_id)
+    if view is None:
+        st.caption("No export of this model yet.")
+        return
+    label = export_job.FORMATS.get(view.format, view.format).split(" (")[0] + (
+        f" {view.file_type}" if view.file_type else ""
+    )
+    if view.active:
+        text = view.message or ("waiting for the background worker" if view.status == "queued" else "starting")
+        st.progress(view.fraction, text=f"Job {view.job_id}, {label}: {text}")
+        if st.button("Cancel the export", key="models_export_cancel"):
+            jobs.request_cancel(view.job_id)
+        return
+    if view.status == "failed":
+        st.error(f"Export job {view.job_id} ({label}) failed: {view.error} Nothing was kept.")
+        return
+    if view.status == "cancelled" or view.result is None:
+        st.info(f"Export job {view.job_id} ({label}) was {view.status}; nothing was kept.")
+        return
+    made = view.result
+    path = Path(made["path"])
+    st.success(f"Job {view.job_id}: {made['file']}, {made['bytes'] / 1e6:.1f} MB, made in {made['seconds']:.0f} s.")
+    check = made.get("check")
+    if check:
+        c1, c2, c3 = st.columns(3)
+        c1.metric("GGUF file", f"{made['gguf_bytes'] / 1e6:.0f} MB",
+                  help=f"{made['gguf_bytes'] / made['source_bytes']:.0%} of the model's training weights "
+                  f"({made['source_bytes'] / 1e6:.0f} MB)")  # fmt: skip
+        c2.metric("Same next token", f"{check['top1_agreement']:.1%}",
+                  help=f"over {check['positions']} positions of fixed chat prompts, the file loaded back against the "
+                  f"model; needed {check['min_top1']:.0%}; ties broken the other way count against: "
+                  f"{check['exact_top1']:.1%}")  # fmt: skip
+        c3.metric("Largest logit difference", f"{check['max_logit_difference']:.3g}")
+    if path.exists():
+        st.download_button(f"Download {made['file']}", data=path.read_bytes, file_name=made["file"],
+                           mime="application/zip", on_click="ignore", key="models_download")  # fmt: skip
+    else:
+        st.warning(f"{made['file']} is no longer in the exports folder; export it again.")
+    if made.get("ollama"):
+        st.markdown("**Run it in Ollama.** Unzip it, open a terminal in the unzipped folder, then:")
+        st.code(f"{made['ollama']['create']}\n{made['ollama']['run']}", language="bash")
+    if made.get("llama_cpp"):
+        st.markdown("**Or serve it with llama.cpp** (an OpenAI-compatible server on this machine):")
+        st.code(made["llama_cpp"], language="bash")
+
 
 st.title("Models")
 st.caption(
@@ -80,33 +132,34 @@ with tabs[1]:
     )
 
 with tabs[2]:
+    st.caption(
+        "Take the model out of the studio. An export runs in the background (you can leave this page); "
+        "a GGUF file is loaded back and checked against the model before it is offered."
+    )
+    a, b = st.columns([3, 2])
+    export_format = a.radio("What to export", list(export_job.FORMATS), format_func=export_job.FORMATS.get,
+                            index=3, key="models_export_format")  # fmt: skip
+    gguf_type = b.selectbox("Precision (GGUF and Ollama)", list(gguf_file.TYPES), format_func=gguf_file.TYPE_LABELS.get,
+                            index=list(gguf_file.TYPES).index(gguf_file.DEFAULT_TYPE), key="models_export_type",
+                            disabled=export_format not in ("gguf", "ollama"))  # fmt: skip
+    if st.button("Export", type="primary", key="models_export"):
+        try:
+            queued = export_job.start(entry.id, export_format, gguf_type, started_by=who)
+        except UserFacingError as exc:
+            st.error(str(exc))
+        else:
+            st.success(f"Export queued as job {queued.id}: follow it here or on Live monitoring.")
+    export_status(entry.id)
     serving = None
     try:
         serving = export.vllm_command(entry)
-    except UserFacingError as exc:
-        st.info(str(exc))
-    a, b = st.columns(2)
-    for column, merged, label in (
-        (a, False, "Export the adapter (zip + model card)"),
-        (b, True, "Export merged weights"),
-    ):
-        if column.button(label, key=f"models_export_{merged}"):
-            try:
-                path = export.export_merged(entry.id) if merged else export.export_adapter(entry.id)
-            except UserFacingError as exc:
-                st.error(str(exc))
-            else:
-                st.session_state["models_export_path"] = str(path)
-    path = st.session_state.get("models_export_path")
-    if path and entry.name.lower() in path.lower():
-        with open(path, "rb") as handle:
-            st.download_button(f"Download {path.rsplit('/', 1)[-1]}", handle.read(), file_name=path.rsplit("/", 1)[-1],
-                               mime="application/zip", key="models_download")  # fmt: skip
+    except UserFacingError:
+        pass  # a cloud or prompt-only model: the export button above says why
     if serving:
-        st.markdown("**Serve it with vLLM** (an OpenAI-compatible endpoint):")
-        st.code(serving["command"], language="bash")
-        st.markdown(f"Endpoint: `{serving['endpoint']}`. Add it to the studio as a model in `.streamlit/secrets.toml`:")
-        st.code(serving["secrets_snippet"], language="toml")
+        with st.expander("Serve it with vLLM (an OpenAI-compatible endpoint)"):
+            st.code(serving["command"], language="bash")
+            st.markdown(f"Endpoint: `{serving['endpoint']}`. Add it to the studio in `.streamlit/secrets.toml`:")
+            st.code(serving["secrets_snippet"], language="toml")
 
 with tabs[3]:
     st.caption(f"Measured on a fixed set of {len(figures.PROMPTS)} prompts, so models compare fairly.")

@@ -57,6 +57,10 @@ class ExportView:
         return self.status in jobs.ACTIVE
 
     @property
+    def label(self) -> str:
+        return FORMATS.get(self.format, self.format).split(" (")[0] + (f" {self.file_type}" if self.file_type else "")
+
+    @property
     def fraction(self) -> float:
         return min(1.0, self.done / self.total) if self.total else 0.0
 
