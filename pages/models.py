@@ -136,19 +136,20 @@ with tabs[2]:
         "Take the model out of the studio. An export runs in the background (you can leave this page); "
         "a GGUF file is loaded back and checked against the model before it is offered."
     )
-    a, b = st.columns([3, 2])
-    export_format = a.radio("What to export", list(export_job.FORMATS), format_func=export_job.FORMATS.get,
-                            index=3, key="models_export_format")  # fmt: skip
-    gguf_type = b.selectbox("Precision (GGUF and Ollama)", list(gguf_file.TYPES), format_func=gguf_file.TYPE_LABELS.get,
-                            index=list(gguf_file.TYPES).index(gguf_file.DEFAULT_TYPE), key="models_export_type",
-                            disabled=export_format not in ("gguf", "ollama"))  # fmt: skip
-    if st.button("Export", type="primary", key="models_export"):
-        try:
-            queued = export_job.start(entry.id, export_format, gguf_type, started_by=who)
-        except UserFacingError as exc:
-            st.error(str(exc))
-        else:
-            st.success(f"Export queued as job {queued.id}: follow it here or on Live monitoring.")
+    gguf_type = st.selectbox("Precision of the GGUF file (Ollama, llama.cpp)", list(gguf_file.TYPES),
+                             format_func=gguf_file.TYPE_LABELS.get, key="models_export_type",
+                             index=list(gguf_file.TYPES).index(gguf_file.DEFAULT_TYPE))  # fmt: skip
+    buttons = export_job.BUTTONS.items()
+    for column, (export_format, label) in zip(st.columns(len(buttons)), buttons, strict=True):
+        if column.button(label, key=f"models_export_{export_format}",
+                         type="primary" if export_format == "ollama" else "secondary",
+                         help=export_job.FORMATS[export_format]):  # fmt: skip
+            try:
+                queued = export_job.start(entry.id, export_format, gguf_type, started_by=who)
+            except UserFacingError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Export queued as job {queued.id}: follow it here or on Live monitoring.")
     export_status(entry.id)
     serving = None
     try:

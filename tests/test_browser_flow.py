@@ -1,6 +1,6 @@
 """The whole flow in a real browser, as a person who is not an engineer walks it, on the built-in model.
 
-Persona → Generate → Review → Datasets → Train → Live monitoring → Evaluate → Leaderboard → Models →
+Persona → Generate → Review → Datasets → Train → Live monitoring → Evaluate → Leaderboard → Models (deploy, export) →
 Playground, by clicking: no keys, no GPU, the smallest settings each page offers. Each step's wall time
 is printed (pytest -s) and the whole walk must stay well under the half hour a fresh clone is allowed
 to take to a deployed persona model on two cores. Screenshots of each step go to the `shots` folder.
@@ -370,6 +370,19 @@ def _deploy(page, folder) -> None:
     _shot(page, folder, "10_models_deploy")
 
 
+def _export(page, folder) -> None:
+    """The Models page's Export tab: the fine-tuned model as an Ollama bundle, checked, with its commands."""
+    page.get_by_role("tab", name="Export").click()
+    assert "Q8_0" in _shown(page, "stSelectbox", "Precision of the GGUF file (Ollama, llama.cpp)")
+    _button(page, "models_export_ollama").click()
+    _wait_for_text(page, r"Export queued as job \d+")
+    _wait_for_text(page, rf"{MODEL}-Q8_0-ollama\.zip, [\d.]+ MB, made in \d+ s", timeout_ms=LONG)
+    _wait_for_text(page, rf"ollama create {MODEL} -f Modelfile")
+    assert page.get_by_role("button", name=re.compile(rf"Download {MODEL}-Q8_0-ollama\.zip")).count() == 1
+    _assert_no_error(page)
+    _shot(page, folder, "11_models_export")
+
+
 def _playground(page, folder) -> None:
     """It opens on the deployed model without the system prompt; a message shows at once, the reply streams."""
     _sidebar(page, "Playground")
@@ -388,13 +401,13 @@ def _playground(page, folder) -> None:
     assert page.locator('[data-testid="stChatMessage"]').count() == 2  # the message and the reply
     _settled(page)
     _assert_no_error(page)
-    _shot(page, folder, "11_playground")
+    _shot(page, folder, "12_playground")
 
 
 def _home(page, folder) -> None:
     _sidebar(page, "Home", "Persona Studio")
     _wait_for_text(page, rf"7\. Deploy\s+{MODEL} is deployed")  # the guided flow's last step, done
-    _shot(page, folder, "12_home_done")
+    _shot(page, folder, "13_home_done")
 
 
 def test_a_person_walks_from_a_new_persona_to_a_deployed_model_and_chats_with_it(server, browser, shots):  # noqa: F811
@@ -424,6 +437,7 @@ def test_a_person_walks_from_a_new_persona_to_a_deployed_model_and_chats_with_it
         step("evaluate", _evaluate, page, shots)
         step("leaderboard", _leaderboard, page, shots)
         step("deploy", _deploy, page, shots)
+        step("export", _export, page, shots)
         step("playground", _playground, page, shots)
         step("home", _home, page, shots)
         page.close()

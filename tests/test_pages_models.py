@@ -152,10 +152,12 @@ def test_the_export_tab_queues_an_ollama_export_then_offers_the_checked_file_and
     make_adapter()
     entry = register_adapter()
     at = export_tab(open_app("pages/models.py"), ADAPTER)
-    assert at.radio(key="models_export_format").value == "ollama"  # the one a non-engineer can run
+    assert at.button(key="models_export_ollama").proto.type == "primary"  # the one a non-engineer can run
+    assert [at.button(key=f"models_export_{f}").label for f in ("ollama", "gguf", "adapter", "merged")] == [
+        "Export for Ollama", "Export a GGUF file", "Export the adapter", "Export merged weights"]  # fmt: skip
     assert at.selectbox(key="models_export_type").value == "Q8_0"
     assert any("No export of this model yet" in c.value for c in at.caption)
-    at.button(key="models_export").click().run()
+    at.button(key="models_export_ollama").click().run()
     assert any("Export queued as job" in s.value for s in at.success)
     view = export_job.latest(entry.id)
     assert view.status == "queued" and view.format == "ollama" and view.file_type == "Q8_0"
@@ -180,15 +182,14 @@ def test_the_export_tab_says_why_in_words_for_a_cloud_model_and_for_a_failed_che
 
     add_entry(name="together-ft", reference="together_ai/acct/Llama-3-8B-persona-1f2e", backend="together")
     at = export_tab(open_app("pages/models.py"), "together-ft")
-    at.button(key="models_export").click().run()
+    at.button(key="models_export_gguf").click().run()
     assert any("together_ai/acct/Llama-3-8B-persona-1f2e" in e.value and "stay at" in e.value for e in at.error)
 
     make_adapter()
     entry = register_adapter()
     at = export_tab(open_app("pages/models.py"), ADAPTER)
-    at.radio(key="models_export_format").set_value("gguf").run()
     at.selectbox(key="models_export_type").set_value("Q4_1").run()
-    at.button(key="models_export").click().run()
+    at.button(key="models_export_gguf").click().run()
     try:
         run_queued_export(export_job.latest(entry.id).job_id)  # 4 bits of a random tiny model: fails its check
     except Exception:  # noqa: BLE001 - the job records the failure; the page is what is tested

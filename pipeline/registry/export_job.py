@@ -30,10 +30,16 @@ from pipeline.models import Job, ModelEntry
 from pipeline.registry import export, figures, gguf_check, gguf_file, lifecycle, ollama
 
 FORMATS = {
-    "adapter": "Adapter (small; needs its base model)",
-    "merged": "Merged weights (transformers, vLLM)",
-    "gguf": "GGUF file (llama.cpp, LM Studio)",
     "ollama": "Ollama (GGUF + Modelfile)",
+    "gguf": "GGUF file (llama.cpp, LM Studio)",
+    "adapter": "Adapter (small; needs its base model, transformers + PEFT or vLLM)",
+    "merged": "Merged weights (transformers, vLLM)",
+}
+BUTTONS = {  # the Export tab's buttons, the one a non-engineer can run first
+    "ollama": "Export for Ollama",
+    "gguf": "Export a GGUF file",
+    "adapter": "Export the adapter",
+    "merged": "Export merged weights",
 }
 RESULT = "export.json"
 
