@@ -374,7 +374,7 @@ def _export(page, folder) -> None:
     """The Models page's Export tab: the fine-tuned model as an Ollama bundle, checked, with its commands."""
     page.get_by_role("tab", name="Export").click()
     assert "Q8_0" in _shown(page, "stSelectbox", "Precision of the GGUF file (Ollama, llama.cpp)")
-    _button(page, "models_export_ollama").click()
+    page.get_by_role("button", name="Export for Ollama").click()
     _wait_for_text(page, r"Export queued as job \d+")
     _wait_for_text(page, rf"{MODEL}-Q8_0-ollama\.zip, [\d.]+ MB, made in \d+ s", timeout_ms=LONG)
     _wait_for_text(page, rf"ollama create {MODEL} -f Modelfile")
