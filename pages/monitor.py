@@ -77,13 +77,12 @@ def show_job(detail: board.JobDetail) -> None:
         act(jobs.requeue, job.id, "Queued again; the background worker picks it up where it stopped.")
     if detail.can_cancel and st.button("Cancel this job", type="secondary", key=f"cancel_{job.id}"):
         act(jobs.request_cancel, job.id, "Cancel requested; the job saves what it has and stops.")
-    figure = (
-        charts.training_curves(detail.metrics)
-        if detail.is_training
-        else charts.items_over_time(detail.metrics, job.progress_unit)
-    )
-    if figure is not None:
-        st.plotly_chart(figure, width="stretch", key=f"chart_{job.id}")
+    if detail.is_training:
+        show_training(detail)
+    else:
+        figure = charts.items_over_time(detail.metrics, job.progress_unit)
+        if figure is not None:
+            st.plotly_chart(figure, width="stretch", key=f"chart_{job.id}")
     log_tab, params_tab = st.tabs(["Log", "Parameters"])
     said, technical = board.split_log(detail.log)
     log_tab.code(said or "(nothing logged yet)", language=None)
@@ -91,6 +90,27 @@ def show_job(detail: board.JobDetail) -> None:
         with log_tab.expander("Technical details (warnings and progress output)"):
             st.code(technical, language=None)
     params_tab.json(job.params)
+
+
+def show_training(detail: board.JobDetail) -> None:
+    """The loss curves (the best step marked) beside the persona score; why training stopped; the gallery."""
+    job_id = detail.job.id
+    if detail.stopping:
+        st.info(f"Why training stopped: {detail.stopping}.", icon=":material/flag:")
+    if detail.warning:
+        st.warning(detail.warning, icon=":material/trending_up:")
+    loss = charts.training_curves(detail.metrics, detail.best_step)
+    persona = charts.persona_scores(detail.gallery_scores, detail.best_step)
+    left, right = st.columns([2, 1]) if persona is not None else (st.container(), None)
+    if loss is not None:
+        left.plotly_chart(loss, width="stretch", key=f"chart_{job_id}")
+    if right is not None:
+        right.plotly_chart(persona, width="stretch", key=f"persona_{job_id}")
+        right.caption("How close the replies below sound to the persona's own (MiniLM similarity; higher: closer).")
+    if detail.gallery:
+        st.subheader("Checkpoint gallery")
+        st.caption("The same prompts, answered without the system prompt at each check: is the persona appearing?")
+        st.dataframe(pd.DataFrame(detail.gallery_table), hide_index=True, width="stretch", key=f"gallery_{job_id}")
 
 
 def act(action, job_id: int, done: str) -> None:

@@ -117,9 +117,29 @@ with st.container(border=True):
         values["lora_dropout"] = b.number_input("LoRA dropout", 0.0, 0.5, 0.05, key="train_dropout")
         values["eval_every"] = c.number_input("Validation loss every N steps", 1, 10_000, 10, key="train_eval")
         values["save_every"] = a.number_input("Checkpoint every N steps", 1, 10_000, 20, key="train_save")
-        values["seed"] = b.number_input("Seed", 0, 2**31 - 1, 42, key="train_seed")
-        values["merge"] = c.checkbox("Also write merged weights", key="train_merge", disabled=backend != "local")
-        values["name"] = a.text_input("New model's name", key="train_name", placeholder="made from the dataset and job")
+        values["early_stopping_patience"] = b.number_input(
+            "Stop early after N checks without improvement",
+            0,
+            100,
+            3,
+            key="train_patience",
+            disabled=backend != "local",
+            help="This machine, with a validation split: once the validation loss has not improved for this many "
+            "checks in a row, training stops and the best checkpoint becomes the model. 0 turns it off.",
+        )
+        values["gallery_probes"] = c.number_input(
+            "Gallery prompts",
+            0,
+            8,
+            3,
+            key="train_gallery",
+            disabled=backend != "local",
+            help="This machine: at every check the model answers this many held-out prompts without the system "
+            "prompt, shown side by side on Live monitoring with a persona score. 0 turns it off.",
+        )
+        values["seed"] = a.number_input("Seed", 0, 2**31 - 1, 42, key="train_seed")
+        values["merge"] = b.checkbox("Also write merged weights", key="train_merge", disabled=backend != "local")
+        values["name"] = c.text_input("New model's name", key="train_name", placeholder="made from the dataset and job")
 
 try:
     config = from_preset(

@@ -167,6 +167,9 @@ def _cmd_jobs(args) -> int:
             print(f"reason: {job.error}")
         print(f"params: {json.dumps(job.params)}")
         print(f"metrics: {len(detail.metrics)} steps")
+        for said in (detail.stopping, detail.warning):
+            if said:
+                print(said)
     elif args.action == "cancel":
         jobs.request_cancel(args.job_id)
         print(f"Cancel requested for job {args.job_id}; the monitor stops it.")

@@ -24,8 +24,9 @@ def _layout(fig: go.Figure, height: int) -> go.Figure:
     return fig
 
 
-def training_curves(metrics: list[dict]) -> go.Figure | None:
-    """Loss (train and validation) on top; learning rate and tokens/s below; all against step."""
+def training_curves(metrics: list[dict], best_step: int | None = None) -> go.Figure | None:
+    """Loss (train and validation) on top; learning rate and tokens/s below; all against step.
+    `best_step` (the kept checkpoint's) is marked on the loss with a dashed line."""
     frame = pd.DataFrame(metrics)
     if frame.empty or not any(c in frame and frame[c].notna().any() for c, _ in CURVES):
         return None
@@ -60,7 +61,32 @@ def training_curves(metrics: list[dict]) -> go.Figure | None:
             if low is not None:
                 fig.update_yaxes(range=[low, high], row=row, col=col)
     fig.update_yaxes(exponentformat="e", row=2, col=1)  # learning rates are 1e-5..1e-3
+    if best_step is not None:
+        fig.add_vline(
+            x=best_step,
+            line_dash="dash",
+            line_color="#2e9e5b",
+            annotation_text=f"best: step {best_step}",
+            annotation_position="top",
+            row=1,
+            col=1,
+        )
     return _layout(fig, 520)
+
+
+def persona_scores(scores: list[dict], best_step: int | None = None) -> go.Figure | None:
+    """The checkpoint gallery's persona similarity against step (0 is the model before training)."""
+    frame = pd.DataFrame(scores)
+    if frame.empty or "persona_similarity" not in frame or frame["persona_similarity"].notna().sum() == 0:
+        return None
+    part = frame[frame["persona_similarity"].notna()]
+    fig = go.Figure(
+        go.Scatter(x=part["step"], y=part["persona_similarity"], mode="lines+markers", name="persona similarity")
+    )
+    if best_step is not None:
+        fig.add_vline(x=best_step, line_dash="dash", line_color="#2e9e5b")
+    fig.update_layout(title="Persona score", xaxis_title="step", yaxis_title="similarity to the persona's replies")
+    return _layout(fig, 320)
 
 
 def fitted_range(values: list[float]) -> tuple[float | None, float | None]:

@@ -311,3 +311,86 @@ def test_a_second_dpo_stage_needs_preference_pairs_and_this_machine(dataset):
     plan = service.plan(tiny_config(then_dpo=True, backend="together", base_model=""))
     assert any("Two stages in one job run on this machine only" in p for p in plan.problems)
     assert any("DPO alone is one stage" in p for p in service.plan(tiny_config(method="dpo", then_dpo=True)).problems)
+
+
+# --- best checkpoint, early stopping, the checkpoint gallery ----------------------------------------
+
+
+def test_early_stopping_registers_the_best_checkpoint_and_says_why_training_stopped(dataset):
+    """A rate high enough that the validation loss turns upward: training stops after the patience, and
+    the registered adapter is the best checkpoint's, not the last one's. The gallery is written as it goes."""
+    from safetensors.torch import load_file
+
+    from pipeline.training import bake, gallery
+
+    config = tiny_config(name="tiny-early", epochs=10, learning_rate=0.05, eval_every=1, early_stopping_patience=2)
+    job = service.start(config.model_copy(update={"gallery_probes": 2}))
+    process = run_job_process(job.id)
+    folder = runfolder.run_dir(job.id)
+    assert process.wait(timeout=300) == 0, (folder / runfolder.LOG).read_text()[-3000:]
+    job = ingested(job.id)
+    assert job.status == "succeeded", job.error
+    with session_scope() as session:
+        rows = session.exec(select(TrainingMetric).where(TrainingMetric.job_id == job.id)).all()
+        entry = session.exec(select(ModelEntry).where(ModelEntry.name == "tiny-early")).one()
+    val = {m.step: m.val_loss for m in rows if m.val_loss is not None}
+    best = min(val, key=val.get)
+    stop = max(val)
+    assert stop < 50, "it stopped before its 10 epochs (50 steps)"
+    assert sorted(val)[-2:] == [stop - 1, stop] and all(val[s] >= val[best] for s in val)
+    [ended] = [m for m in rows if "best_step" in m.values]
+    assert ended.step == stop and ended.values["best_step"] == best and ended.values["stopped_early"] == 1
+    said = f"stopped at step {stop}: validation loss had not improved for 2 evaluations since step {best}"
+    assert said in (folder / runfolder.LOG).read_text().lower()
+    assert entry.metrics["best_step"] == best and entry.metrics["stop_reason"].startswith(said)
+    assert entry.metrics["val_loss"] == pytest.approx(val[best], rel=1e-4)
+
+    registered = load_file(embedded.model_path("tiny-early") / "adapter_model.safetensors")
+    at_best = load_file(folder / "checkpoints" / f"checkpoint-{best}" / "adapter_model.safetensors")
+    at_stop = load_file(folder / "checkpoints" / f"checkpoint-{stop}" / "adapter_model.safetensors")
+    assert registered.keys() == at_best.keys()
+    assert all(registered[k].equal(at_best[k]) for k in registered)
+    assert not all(registered[k].equal(at_stop[k]) for k in registered)
+
+    # the gallery: step 0 (the untrained base) and every evaluation step, two held-out probes each, scored
+    records = gallery.read(folder)
+    assert [r["step"] for r in records] == list(range(0, stop + 1))
+    for record in records:
+        assert [r["probe"] for r in record["replies"]] == [0, 1]
+        assert all(isinstance(r["reply"], str) for r in record["replies"])
+        assert all(-1 <= r["persona_similarity"] <= 1 and r["persona_likelihood"] < 0 for r in record["replies"])
+    held_out = bake.exchanges(build.file_path(build.get_dataset(dataset), "openai", "validation"))
+    assert [r["prompt"] for r in records[0]["replies"]] == [turns[-1]["content"] for turns, _ in held_out[:2]]
+    scored = {m.step for m in rows if "persona_similarity" in m.values and "persona_likelihood" in m.values}
+    assert scored == set(range(1, stop + 1))  # the scores reach the database through the job's reporting
+    table = gallery.table(records, best)
+    assert len(table) == 2 and f"step {best} (best)" in table[0] and "before training" in table[0]
+
+
+def test_without_a_validation_split_the_command_says_so_and_training_keeps_the_last_weights(models):
+    """Before launch, the CLI says there is nothing to stop early on; the job trains every step with no best
+    checkpoint, and the gallery falls back to its fixed probes."""
+    from pipeline.training import gallery
+
+    personas.seed_samples()
+    persona = personas.get_persona("collaborative")
+    add_examples(persona.id, 8, status="accepted")
+    build.save("no-held-out", build.preview(ExampleFilter(persona_id=persona.id, statuses=["accepted"]), 0.0))
+    prepared = cli("train", "--dataset", "no-held-out", "--base-model", f"local/{TINY}", "--prepare-only")
+    assert prepared.returncode == 0, prepared.stderr
+    assert (
+        "note: Dataset 'no-held-out' has no validation split, so there is nothing to stop early on" in prepared.stderr
+    )
+    job = service.start(tiny_config(dataset="no-held-out", name="tiny-no-val", gallery_probes=1))
+    process = run_job_process(job.id)
+    folder = runfolder.run_dir(job.id)
+    assert process.wait(timeout=300) == 0, (folder / runfolder.LOG).read_text()[-3000:]
+    assert ingested(job.id).status == "succeeded"
+    assert "no validation split: no validation loss to stop early on" in (folder / runfolder.LOG).read_text()
+    with session_scope() as session:
+        entry = session.exec(select(ModelEntry).where(ModelEntry.name == "tiny-no-val")).one()
+    assert entry.metrics["steps"] == 2 and "best_step" not in entry.metrics  # 8 examples, batch 4: both steps
+    records = gallery.read(folder)
+    assert [r["step"] for r in records] == [0, 2]
+    assert records[0]["replies"][0]["prompt"] == gallery.FIXED_PROBES[0]
+    assert records[0]["replies"][0]["persona_likelihood"] is None  # a fixed probe has no gold reply

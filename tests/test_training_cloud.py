@@ -223,3 +223,15 @@ def test_together_dpo_uploads_the_preference_pairs_in_its_format(dataset, togeth
     row = json.loads(uploaded.splitlines()[0])
     assert row["preferred_output"][0]["content"] == "A kinder reply that asks what the reader needs."
     assert set(row) == {"input", "preferred_output", "non_preferred_output"}
+
+
+def test_a_cloud_job_whose_validation_loss_rises_is_warned_about(dataset, openai_api):
+    """The provider trains to the end; the job says when the validation loss it reports turns upward."""
+    from pipeline.jobs import board
+
+    openai_api(valid_losses=[1.0, 0.9, 1.0, 1.1])
+    job, log = run_here(service.start(openai_config(dataset)))
+    assert job.status == "succeeded", job.error
+    said = "validation loss has risen for 2 reports since step 2 (0.90; now 1.10)"
+    assert log.count("warning: The " + said) == 1  # once, however many reports follow
+    assert said in board.detail(job.id).warning  # and on Live monitoring

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func
 from sqlmodel import select
@@ -14,6 +14,7 @@ from pipeline import clock, jobs
 from pipeline.db import session_scope
 from pipeline.jobs import runfolder
 from pipeline.models import Job, LLMCall
+from pipeline.training import early_stop, gallery
 
 # A job's status in one plain word, as the command line prints it; the pages add an icon and a
 # colour (pages.status_badge), so nothing here depends on an emoji font.
@@ -117,6 +118,19 @@ class JobDetail:
     cost_usd: float
     elapsed: str
     eta: str
+    best_step: int | None = None  # training: the step of the lowest validation loss (the kept checkpoint)
+    stopping: str = ""  # training, once ended with a best checkpoint: why it stopped, in words
+    warning: str = ""  # a cloud training whose validation loss has turned upward
+    gallery: list[dict] = field(default_factory=list)  # local training: the checkpoint gallery's lines
+
+    @property
+    def gallery_table(self) -> list[dict]:
+        """Probe × step: each probe's reply at each checkpoint, the best step marked."""
+        return gallery.table(self.gallery, self.best_step)
+
+    @property
+    def gallery_scores(self) -> list[dict]:
+        return gallery.scores(self.gallery)
 
     @property
     def can_cancel(self) -> bool:
@@ -157,7 +171,7 @@ def detail(job_id: int, log_lines: int = 80) -> JobDetail:
         }
         for m in jobs.metrics(job_id)
     ]
-    return JobDetail(
+    found = JobDetail(
         job=job,
         badge=badge(job),
         metrics=records,
@@ -166,3 +180,13 @@ def detail(job_id: int, log_lines: int = 80) -> JobDetail:
         elapsed=duration(timing.elapsed_s),
         eta=duration(timing.eta_s),
     )
+    if found.is_training:
+        method = (job.params or {}).get("config", {}).get("method", "sft")
+        found.best_step, found.stopping = early_stop.from_metrics(records, method)
+        if job.kind in CLOUD_TRAINING:
+            found.warning = early_stop.rising(early_stop.validation_points(records), method)
+        found.gallery = gallery.read(runfolder.run_dir(job_id))
+    return found
+
+
+CLOUD_TRAINING = ("train_together", "train_openai")

@@ -7,6 +7,7 @@ import time
 from transformers import TrainerCallback
 
 from pipeline.jobs.context import JobContext
+from pipeline.training import gallery
 
 
 class StudioCallback(TrainerCallback):
@@ -56,3 +57,31 @@ class StudioCallback(TrainerCallback):
             control.should_save = True  # a cancel keeps what was learned: it can be resumed
             control.should_training_stop = True
         return control
+
+
+class GalleryCallback(TrainerCallback):
+    """The checkpoint gallery (training/gallery.py): the probes answered and scored at step 0 and at every
+    evaluation step, into gallery.jsonl and, as mean scores, the job's metrics."""
+
+    def __init__(self, ctx: JobContext, probes: list, scorer, every: int, max_tokens: int, tokenizer):
+        self.ctx, self.probes, self.scorer = ctx, probes, scorer
+        self.every, self.max_tokens, self.tokenizer = every, max_tokens, tokenizer
+        self.taken = gallery.steps(ctx.folder)  # a resumed job does not answer again at the steps it did
+
+    def _take(self, step: int, model) -> None:
+        if step in self.taken or self.ctx.cancelled() or not self.probes or model is None:
+            return
+        record = gallery.take(model, self.tokenizer, step, self.probes, self.scorer, self.max_tokens)
+        gallery.append(self.ctx.folder, record)
+        self.taken.add(step)
+        values = {k: record[k] for k in ("persona_similarity", "persona_likelihood") if record[k] is not None}
+        if step > 0 and values:
+            self.ctx.log_metric(step, **values)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0:
+            self._take(0, model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0:
+            self._take(state.global_step, model)

@@ -33,6 +33,13 @@ def add_parser(sub) -> None:
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--name", help="the new model's name")
+    p.add_argument(
+        "--early-stopping-patience",
+        type=int,
+        metavar="N",
+        help="local: stop once the validation loss has not improved for N evaluations and keep the best "
+        "checkpoint (default 3; 0: off, train every epoch and keep the last)",
+    )
     p.add_argument("--config", type=Path, help="a YAML file of TrainingConfig settings; flags override it")
     p.add_argument("--prepare-only", action="store_true", help="check, estimate and write the files; do not train")
     p.add_argument("--queue", action="store_true", help="hand the job to the background worker and return")
@@ -53,6 +60,7 @@ def _config(args):
         "learning_rate": args.learning_rate,
         "batch_size": args.batch_size,
         "name": args.name,
+        "early_stopping_patience": args.early_stopping_patience,
         "then_dpo": True if args.then_dpo else None,
     }
     if args.config:
@@ -150,5 +158,6 @@ def _check(job_id: int, as_json: bool) -> int:
             f"job {job_id}: {row['status']}; {losses}"
             + (f"; model {row['model']}" if row["model"] else "")
             + (f"; error: {row['error']}" if row["error"] else "")
+            + (f"; {row['why it stopped']}" if row["why it stopped"] else "")
         )
     return 0 if row["status"] in ("succeeded", "running", "queued") else 1

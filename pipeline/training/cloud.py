@@ -17,7 +17,7 @@ from pipeline.datasets import build
 from pipeline.errors import UserFacingError
 from pipeline.jobs.context import JobContext
 from pipeline.models import Dataset
-from pipeline.training import registry
+from pipeline.training import early_stop, registry
 from pipeline.training.config import TrainingConfig, load
 
 INFO = "fine_tuning_job_info.json"
@@ -81,6 +81,8 @@ def run(ctx: JobContext, params: dict, backend: CloudBackend) -> None:
         ctx.log(f"following {backend.name} job {info['job_id']} again")
     seen: set[str] = set()
     total = 0
+    validation: list[tuple[int, float]] = []  # the provider's validation losses: a warning when they rise
+    warned = False
     while True:
         remote = backend.poll(info["job_id"], seen)
         for message in remote.messages:
@@ -89,6 +91,12 @@ def run(ctx: JobContext, params: dict, backend: CloudBackend) -> None:
             step = int(metric.pop("step"))
             total = max(total, int(metric.pop("total_steps", 0) or 0))
             ctx.log_metric(step, **metric)
+            if metric.get("val_loss") is not None:
+                validation = sorted({**dict(validation), step: float(metric["val_loss"])}.items())
+                rising = early_stop.rising(validation, config.method)
+                if rising and not warned:
+                    ctx.log(f"warning: {rising}")
+                warned = warned or bool(rising)
             ctx.report_progress(step, total or None, unit="steps", message=f"{remote.provider_status}")
         if remote.status != "running":
             break

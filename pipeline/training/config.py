@@ -47,7 +47,13 @@ class TrainingConfig(BaseModel):
     seed: int = 42
     suffix: str = "persona"
     eval_every: int = Field(10, ge=1)  # steps between validation-loss checks
-    save_every: int = Field(20, ge=1)  # steps between checkpoints
+    save_every: int = Field(20, ge=1)  # steps between checkpoints (with early stopping: every evaluation)
+    # evaluations without a better validation loss before training stops and the best checkpoint becomes
+    # the model (local, with a validation split); 0: off, train every epoch and keep the last weights
+    early_stopping_patience: int = Field(3, ge=0, le=100)
+    # the checkpoint gallery (local): probe prompts answered without the system prompt at every evaluation
+    gallery_probes: int = Field(3, ge=0, le=8)  # 0: off
+    gallery_max_tokens: int = Field(48, ge=8, le=256)  # per reply, greedy
     merge: bool = False  # also write merged weights (local)
     dpo_beta: float = Field(0.1, gt=0)
     # local SFT or bake: then DPO on the dataset's preference pairs, as a second stage of the same job

@@ -18,8 +18,8 @@ from pipeline.datasets import build
 from pipeline.errors import UserFacingError
 from pipeline.jobs.context import JobContext
 from pipeline.llm import embedded
-from pipeline.training import bake, hardware, registry, stage_one
-from pipeline.training.callback import StudioCallback
+from pipeline.training import bake, early_stop, hardware, registry, stage_one
+from pipeline.training.callback import GalleryCallback, StudioCallback
 from pipeline.training.config import TrainingConfig, load
 
 CHECKPOINTS = "checkpoints"
@@ -106,6 +106,7 @@ def run(ctx: JobContext, params: dict) -> None:
             "tokens": int(trainer.state.num_input_tokens_seen or 0),
             "steps": trainer.state.global_step,
         }
+        first |= _best_checkpoint(ctx, config, trainer)
         trained = trainer.model
         if config.then_dpo:
             stage_one.keep(ctx.folder, trained, first)
@@ -141,7 +142,10 @@ def first_trainer(ctx, config, dataset, model, tokenizer, arguments, callback):
 
     lora = lora_config(config)
     if config.method == "bake":
-        return bake.prepare(ctx, config, dataset, model, tokenizer, lora, arguments, [callback])
+        trainer = bake.prepare(ctx, config, dataset, model, tokenizer, lora, arguments, [callback])
+        if trainer is not None:
+            _watch(ctx, config, dataset, tokenizer, trainer)
+        return trainer
     if config.method == "dpo":
         train, evaluation = HFDataset.from_list(dpo_rows(build.file_path(dataset, "dpo"))), None
     else:
@@ -151,7 +155,43 @@ def first_trainer(ctx, config, dataset, model, tokenizer, arguments, callback):
     if len(train) == 0:
         raise UserFacingError(f"Dataset {dataset.name!r} has nothing to train on for {config.method.upper()}.")
     common = arguments(evaluation is not None)
-    return build_trainer(config, model, tokenizer, lora, train, evaluation, common, [callback])
+    trainer = build_trainer(config, model, tokenizer, lora, train, evaluation, common, [callback])
+    _watch(ctx, config, dataset, tokenizer, trainer)
+    return trainer
+
+
+def _watch(ctx: JobContext, config: TrainingConfig, dataset, tokenizer, trainer) -> None:
+    """Early stopping (transformers' EarlyStoppingCallback, where a best checkpoint is kept) and the
+    checkpoint gallery, on the first stage's trainer."""
+    from pipeline.training import gallery
+
+    what = early_stop.loss_words(config.method)
+    if early_stop.attach(trainer, config.early_stopping_patience):
+        ctx.log(
+            f"early stopping: {what} every {config.eval_every} steps; training stops once it has not improved for "
+            f"{config.early_stopping_patience} evaluations, and the best checkpoint becomes the model"
+        )
+    elif config.early_stopping_patience > 0 and config.method != "dpo":
+        ctx.log(f"no validation split: no {what} to stop early on; training runs every epoch and keeps the last")
+    probes = gallery.probes(dataset, config.gallery_probes)
+    if probes:
+        every = config.eval_every
+        ctx.log(f"checkpoint gallery: {len(probes)} prompts answered without the system prompt every {every} steps")
+        trainer.add_callback(
+            GalleryCallback(ctx, probes, gallery.Scorer(dataset), every, config.gallery_max_tokens, tokenizer)
+        )
+
+
+def _best_checkpoint(ctx: JobContext, config: TrainingConfig, trainer) -> dict:
+    """The best step and why training stopped: logged, recorded as metrics, and returned for the model's figures."""
+    figures = early_stop.outcome(trainer, config.early_stopping_patience, ctx.cancelled())
+    if figures is None:
+        return {}
+    sentence = early_stop.reason(figures, config.method)
+    ctx.log(sentence[0].upper() + sentence[1:])
+    recorded = {k: figures[k] for k in ("best_step", "best_val_loss", "stopped_early", "patience")}
+    ctx.log_metric(figures["stop_step"], **recorded)
+    return {**recorded, "val_loss": figures["best_val_loss"], "stop_reason": sentence}
 
 
 def second_trainer(ctx, config, dataset, trained, tokenizer, common, callback):
@@ -169,7 +209,7 @@ def second_trainer(ctx, config, dataset, trained, tokenizer, common, callback):
 
 def _train(ctx: JobContext, trainer, checkpoints: Path) -> bool:
     """Train, from the last checkpoint under `checkpoints` if there is one; False when cancelled."""
-    found = sorted(checkpoints.glob("checkpoint-*"))
+    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
     if found:
         ctx.log(f"resuming from {found[-1].name}")
     trainer.train(resume_from_checkpoint=bool(found) or None)
@@ -207,6 +247,7 @@ def trainer_arguments(config: TrainingConfig, gear: hardware.Hardware, output_di
         "save_total_limit": 2,
         "eval_strategy": "steps" if with_eval else "no",
         "eval_steps": config.eval_every,
+        **early_stop.trainer_settings(config.early_stopping_patience, with_eval, config.eval_every),
         "seed": config.seed,
         "bf16": gear.bf16,
         "use_cpu": gear.device == "cpu",

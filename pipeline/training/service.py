@@ -87,6 +87,7 @@ def plan(config: TrainingConfig) -> Plan:
         problems += bake_problems(config, dataset)
     if config.then_dpo:
         problems += two_stage_problems(config, pairs)
+    notes += early_stopping_notes(config, dataset.counts.get("validation", 0))
     if config.method == "dpo" and config.backend == "openai":
         problems.append("DPO here runs locally or on Together; OpenAI preference tuning is not wired up.")
     if config.qlora and hardware.detect().device != "cuda":
@@ -114,6 +115,13 @@ def plan(config: TrainingConfig) -> Plan:
             replies = held_out + train * (config.epochs if config.bake_replies == "student" else 1)
             seconds += replies * config.bake_max_reply_tokens / writing.tokens_per_s
             rough = rough or not writing.measured
+        if config.gallery_probes:  # the checkpoint gallery's replies: at step 0 and at every evaluation
+            from pipeline.generation.estimate import measured_speed
+
+            per_epoch = -(-report.valid // (config.batch_size * config.gradient_accumulation))
+            checkpoints = 1 + per_epoch * config.epochs // config.eval_every
+            written = checkpoints * config.gallery_probes * config.gallery_max_tokens
+            seconds += written / measured_speed(base).tokens_per_s
     return Plan(
         config,
         report.valid,
@@ -178,6 +186,17 @@ def bake_problems(config: TrainingConfig, dataset) -> list[str]:
     except UserFacingError as exc:
         found.append(str(exc))
     return found
+
+
+def early_stopping_notes(config: TrainingConfig, validation: int) -> list[str]:
+    """Early stopping needs a validation split: said before launch when the dataset has none."""
+    if config.backend != "local" or config.method == "dpo" or config.early_stopping_patience == 0 or validation:
+        return []
+    return [
+        f"Dataset {config.dataset!r} has no validation split, so there is nothing to stop early on: training runs "
+        f"all {config.epochs} epochs and keeps the last weights, not the best. To stop at the best checkpoint, "
+        "build the dataset again with a validation share."
+    ]
 
 
 def two_stage_problems(config: TrainingConfig, pairs: int) -> list[str]:
@@ -315,6 +334,7 @@ def past_jobs(limit: int = 50) -> list[dict]:
                     "train loss": last_loss,
                     "validation loss": last_val,
                     "model": model.reference if model else "",
+                    "why it stopped": (model.metrics or {}).get("stop_reason", "") if model else "",
                     "error": job.error or "",
                     "created": clock.local(job.created_at),
                 }

@@ -19,8 +19,11 @@ STEPS = 4
 
 
 class FakeOpenAIFineTuning(LocalServer):
-    def __init__(self, outcome: str = "succeeded", reject_upload: str | None = None, allowed_models=None):
+    def __init__(
+        self, outcome: str = "succeeded", reject_upload: str | None = None, allowed_models=None, valid_losses=None
+    ):
         self.outcome = outcome  # succeeded | failed
+        self.valid_losses = valid_losses  # one validation loss per step, instead of one every second step
         self.reject_upload = reject_upload
         self.allowed_models = allowed_models or {"gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14"}
         self.jobs: dict[str, dict] = {}
@@ -93,7 +96,9 @@ class FakeOpenAIFineTuning(LocalServer):
                     "total_steps": STEPS,
                     "train_mean_token_accuracy": 0.5 + step / 20,
                 }
-                if step % 2 == 0:
+                if self.valid_losses:
+                    data["valid_loss"] = self.valid_losses[step - 1]
+                elif step % 2 == 0:
                     data["valid_loss"] = round(2.2 / step, 4)
                 self._event(job_id, "metrics", f"Step {step}/{STEPS}: training loss={data['train_loss']}", data)
             else:
@@ -115,7 +120,8 @@ class FakeOpenAIFineTuning(LocalServer):
         return 200, _public(job)
 
     def result_csv(self) -> bytes:
-        rows = [f"{s},{2.0 / s:.4f},{0.5 + s / 20:.3f},{(2.2 / s) if s % 2 == 0 else ''},"
+        valid = self.valid_losses or [(2.2 / s) if s % 2 == 0 else "" for s in range(1, STEPS + 1)]
+        rows = [f"{s},{2.0 / s:.4f},{0.5 + s / 20:.3f},{valid[s - 1]},"
                 for s in range(1, STEPS + 1)]  # fmt: skip
         return ("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n" + "\n".join(rows)).encode()
 
