@@ -314,9 +314,16 @@ def _path(name: str):
     return configs_dir() / f"{name}.yaml"
 
 
-def save_config(name: str, config: TrainingConfig) -> str:
+def training_config(source: Source) -> TrainingConfig:
+    if source.kind != "training":
+        raise UserFacingError(f"{source.label} is not a training run.")
+    return load(source.config)
+
+
+def save_config(name: str, config: TrainingConfig | dict) -> str:
     """Keep `config` under `name` (data/configs/NAME.yaml), replacing what was saved there."""
     access.check("train")
+    config = load(config) if isinstance(config, dict) else config
     path = _path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(config.to_yaml(), encoding="utf-8")
