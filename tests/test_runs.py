@@ -59,6 +59,11 @@ def test_a_generation_job_runs_again_with_one_change():
     after = {k: v for k, v in again.params.items() if k in keys}
     assert differing_keys(before, after) == {"examples"}
     assert changed == [{"setting": "examples", "was": "4", "now": "6"}]
+    shown = {s.name: s.value for s in runs.settings_of(runs.from_job(first.id))}
+    as_typed = {
+        k: ", ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v) for k, v in shown.items()
+    }
+    assert runs.revise(runs.from_job(first.id), as_typed).changed == []  # the page's boxes, untouched: no change
     probe = jobs.submit("probe", {"seconds": 1})
     with pytest.raises(UserFacingError, match="only training and generation jobs run again"):
         runs.from_job(probe.id)

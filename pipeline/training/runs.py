@@ -139,7 +139,9 @@ def coerce(model: type[BaseModel], name: str, raw):
     if kind == "list":
         separator = "-" if name == "document_words" and "," not in text else ","
         return [part.strip() for part in text.split(separator) if part.strip()]
-    if kind == "optional-int" and text.lower() in ("", "none", "null"):
+    annotation = model.model_fields[name].annotation
+    optional = type(None) in typing.get_args(annotation)
+    if optional and text.lower() in ("", "none", "null"):
         return None
     return text
 
