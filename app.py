@@ -23,6 +23,7 @@ pages = {
     "Training": [
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/monitor.py", title="Live monitoring", icon=":material/monitoring:"),
+        st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
     ],
     "Evaluation": [
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/balance:"),

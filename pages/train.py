@@ -182,6 +182,11 @@ if st.button("Start training", type="primary", disabled=not (plan.can_start and 
 
 st.divider()
 st.subheader("Training jobs")
+st.page_link(
+    "pages/experiments.py",
+    label="Run one again with changes, sweep a setting, compare runs, or measure how much data is needed",
+    icon=":material/science:",
+)
 history = service.past_jobs()
 if not history:
     st.info("No training jobs yet.")

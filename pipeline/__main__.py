@@ -178,6 +178,13 @@ def _cmd_jobs(args) -> int:
     elif args.action == "resume":
         jobs.requeue(args.job_id)
         print(f"Job {args.job_id} is queued again; the monitor picks it up where it stopped.")
+    elif args.action == "rerun":
+        from pipeline.training import runs
+
+        job, changed = runs.rerun(args.job_id, runs.parse_sets(args.set), started_by=jobs.default_user())
+        for change in changed:
+            print(f"  {change['setting']}: {change['was']} → {change['now']}")
+        print(f"Queued job {job.id}, a rerun of job {args.job_id} with {len(changed)} change(s).")
     return 0
 
 
@@ -263,10 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--few-shot", metavar="FILE", help="also write a few-shot set from the imported exchanges")
     p.set_defaults(func=_cmd_import_transcripts)
 
-    p = sub.add_parser("jobs", help="list jobs, show one, cancel or resume one, or print its log")
-    p.add_argument("action", choices=["list", "show", "cancel", "resume", "logs"])
+    p = sub.add_parser("jobs", help="list jobs, show one, cancel, resume or rerun one, or print its log")
+    p.add_argument("action", choices=["list", "show", "cancel", "resume", "rerun", "logs"])
     p.add_argument("job_id", nargs="?", type=int)
     p.add_argument("--lines", type=int, default=200, help="logs: how many lines from the end")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="rerun: a setting to change from the job's config, e.g. learning_rate=1e-4 (repeatable)",
+    )
     p.set_defaults(func=_cmd_jobs)
 
     p = sub.add_parser("monitor", help="run the background monitor in the foreground (the app starts one itself)")

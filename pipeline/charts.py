@@ -218,3 +218,58 @@ def model_comparison(rows: list[dict], figures: list[tuple[str, str]]) -> go.Fig
             )  # fmt: skip
     fig.update_xaxes(showticklabels=False)
     return _layout(fig, 240 * lines + 60)
+
+
+def compared_curves(curves: dict[str, list[dict]]) -> go.Figure | None:
+    """Several runs' training loss (solid) and validation loss (dotted) against step, one colour per run."""
+    palette = ["#2563EB", "#DC2626", "#059669", "#D97706", "#7C3AED", "#0891B2"]
+    fig = go.Figure()
+    for place, (run, rows) in enumerate(curves.items()):
+        colour = palette[place % len(palette)]
+        for column, dash, what in (("loss", "solid", "loss"), ("val_loss", "dot", "validation loss")):
+            points = [(r["step"], r[column]) for r in rows if r.get(column) is not None]
+            if points:
+                fig.add_trace(
+                    go.Scatter(
+                        x=[s for s, _ in points],
+                        y=[v for _, v in points],
+                        name=f"{run} {what}",
+                        mode="lines+markers" if len(points) < 30 else "lines",
+                        line={"color": colour, "dash": dash},
+                    )
+                )
+    if not fig.data:
+        return None
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="loss")
+    return _layout(fig, 420)
+
+
+def data_size_curve(points: list[dict], plateau_at: int | None = None) -> go.Figure | None:
+    """Persona score (mean log-likelihood per token of held-out replies) against training examples, with
+    its 95% interval; a line where more data stops helping."""
+    if not points:
+        return None
+    xs = [p["examples"] for p in points]
+    ys = [p["mean"] for p in points]
+    fig = go.Figure(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines+markers",
+            name="persona likelihood",
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [p["upper"] - p["mean"] for p in points],
+                "arrayminus": [p["mean"] - p["lower"] for p in points],
+            },
+        )
+    )
+    if plateau_at is not None:
+        fig.add_vline(
+            x=plateau_at, line_dash="dash", line_color="#6B7280", annotation_text="more data stops helping here"
+        )
+    fig.update_xaxes(title_text="training examples")
+    fig.update_yaxes(title_text="persona likelihood (log-prob per token)")
+    return _layout(fig, 380)

@@ -36,6 +36,7 @@ PAGES = [
     ("datasets", "Datasets"),
     ("train", "Train"),
     ("monitor", "Live monitoring"),
+    ("experiments", "Experiments"),
     ("evaluate", "Evaluate"),
     ("arena", "Arena"),
     ("leaderboard", "Leaderboard"),

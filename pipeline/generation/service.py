@@ -22,13 +22,13 @@ def plan(params: dict) -> tuple[GenerationConfig, Estimate]:
     return config, estimate(config, len(persona.system_prompt.split()) + 20 * len(persona.traits))
 
 
-def start(params: dict, started_by: str = "") -> Job:
+def start(params: dict, started_by: str = "", name: str = "") -> Job:
     access.check("generate")
     config, _ = plan(params)
     return jobs.submit(
         "generation",
         config.model_dump(mode="json"),
-        name=f"Generation: {config.examples} examples",
+        name=name or f"Generation: {config.examples} examples",
         started_by=started_by,
     )
 

@@ -33,6 +33,7 @@ from pipeline.jobs.queue import (
     request_cancel,
     requeue,
     submit,
+    sweep_of,
     timing,
 )
 
@@ -51,5 +52,6 @@ __all__ = [
     "request_cancel",
     "requeue",
     "submit",
+    "sweep_of",
     "timing",
 ]

@@ -7,7 +7,8 @@ One instance per data folder, guarded by a lock file. Each pass it:
   with the reason in plain words (a new attempt has a grace period before its first report);
 - passes cancel requests on through the job's executor, and stops it by force after a grace;
 - polls cloud providers for jobs that run there (backends register a poller);
-- claims queued jobs and starts them through its executor, within a concurrency limit per kind.
+- claims queued jobs and starts them through its executor, within a concurrency limit per kind and
+  one run of a sweep at a time.
 Every status change it makes goes through the state machine (states.transition). It stops
 cleanly on SIGTERM; jobs keep running and a new monitor adopts them.
 """
@@ -42,7 +43,7 @@ from pipeline.models import Job, utcnow
 log = logging.getLogger("pipeline.monitor")
 
 WATCHED = {runfolder.STATUS, runfolder.METRICS}
-DEFAULT_CONCURRENCY = {"train_local": 1}
+DEFAULT_CONCURRENCY = {"train_local": 1, "data_curve": 1}
 FALLBACK_CONCURRENCY = 2
 
 
@@ -407,8 +408,10 @@ class Monitor:
         claimed: list[int] = []
         with session_scope() as session:
             running: dict[str, int] = {}
-            for kind in session.exec(select(Job.kind).where(Job.status == states.RUNNING)):
+            sweeps: set[str] = set()  # a sweep's runs go one at a time, whatever their kind allows
+            for kind, params in session.exec(select(Job.kind, Job.params).where(Job.status == states.RUNNING)):
                 running[kind] = running.get(kind, 0) + 1
+                sweeps.add(queue.sweep_of(params))
             queued = session.exec(
                 select(Job)
                 .where(Job.status == states.QUEUED, ~Job.cancel_requested)
@@ -418,12 +421,16 @@ class Monitor:
             for job in list(queued):
                 if running.get(job.kind, 0) >= concurrency(job.kind):
                     continue
+                sweep = queue.sweep_of(job.params)
+                if sweep is not None and sweep in sweeps:
+                    continue
                 runfolder.prepare(job.id)
                 if states.transition(
                     job.id, states.QUEUED, states.RUNNING, session=session, executor=self.executor.name
                 ):
                     claimed.append(job.id)
                     running[job.kind] = running.get(job.kind, 0) + 1
+                    sweeps.add(sweep)
         for job_id in claimed:
             self._start(job_id)
 

@@ -37,6 +37,7 @@ KINDS: dict[str, str] = {
     "evaluation": "pipeline.evaluation.job:run",
     "pairs": "pipeline.datasets.persona_pairs:run",
     "export": "pipeline.registry.export_job:run",
+    "data_curve": "pipeline.training.data_curve:run",
 }
 # What a kind must tidy when its process dies without a last word (SIGKILL, lost heartbeat, forced
 # cancel): the monitor calls it after recording the end. `(job_id) -> None`.
@@ -53,6 +54,7 @@ KIND_LABELS = {
     "evaluation": "Evaluation",
     "pairs": "Persona pairs",
     "export": "Export",
+    "data_curve": "Data-size curve",
 }
 
 
@@ -184,6 +186,12 @@ def default_user() -> str:
     except (KeyError, OSError):
         return ""
     return "" if name == "root" else name
+
+
+def sweep_of(params: dict | None) -> str | None:
+    """The sweep a job belongs to (training.runs queues a grid as jobs sharing this id), or None."""
+    sweep = (params or {}).get("sweep")
+    return str(sweep["id"]) if isinstance(sweep, dict) and sweep.get("id") else None
 
 
 def kind_function(kind: str):

@@ -40,7 +40,24 @@ def add_parser(sub) -> None:
         help="local: stop once the validation loss has not improved for N evaluations and keep the best "
         "checkpoint (default 3; 0: off, train every epoch and keep the last)",
     )
-    p.add_argument("--config", type=Path, help="a YAML file of TrainingConfig settings; flags override it")
+    p.add_argument(
+        "--config", help="a YAML file of TrainingConfig settings, or the name of saved settings; flags override it"
+    )
+    p.add_argument("--save-as", metavar="NAME", help="save these settings under NAME (data/configs/) and stop")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="queue one run per value (up to two settings, 12 runs; run one at a time), e.g. learning_rate=1e-4,2e-4",
+    )
+    p.add_argument(
+        "--data-curve",
+        nargs="?",
+        const="0.25,0.5,1",
+        metavar="SHARES",
+        help="train on nested shares of the dataset (default 0.25,0.5,1) and score each: how much data it needs",
+    )
     p.add_argument("--prepare-only", action="store_true", help="check, estimate and write the files; do not train")
     p.add_argument("--queue", action="store_true", help="hand the job to the background worker and return")
     p.add_argument("--check-job", type=int, metavar="ID", help="print a training job's status and losses")
@@ -64,7 +81,15 @@ def _config(args):
         "then_dpo": True if args.then_dpo else None,
     }
     if args.config:
-        return cfg.load_file(args.config, **values)
+        path = Path(args.config)
+        if path.is_file():
+            return cfg.load_file(path, **values)
+        from pipeline.training import runs
+
+        if runs.NAME.fullmatch(args.config) and args.config in runs.saved_configs():
+            return runs.load_saved(args.config, **values)
+        saved = ", ".join(runs.saved_configs()) or "none"
+        raise UserFacingError(f"{args.config!r} is neither a file nor saved settings (saved: {saved}).")
     if not args.dataset:
         raise UserFacingError("Give --dataset NAME (see `python -m pipeline datasets list`) or --config FILE.")
     return cfg.from_preset(args.preset or "standard", **values)
@@ -77,6 +102,16 @@ def run(args) -> int:
     from pipeline.training import providers, service
 
     config = _config(args)
+    if args.save_as:
+        from pipeline.training import runs
+
+        runs.save_config(args.save_as, config)
+        print(f"Saved these settings as {args.save_as!r}; train them with `train --config {args.save_as}`.")
+        return 0
+    if args.sweep:
+        return _sweep(config, args.sweep)
+    if args.data_curve:
+        return _data_curve(config, args.data_curve, args.queue)
     if config.backend == "openai":
         print(f"note: {providers.OPENAI_CLOSING}", file=sys.stderr)
     plan = service.plan(config)
@@ -119,6 +154,53 @@ def run(args) -> int:
     return _follow(job)
 
 
+def _sweep(config, pairs: list[str]) -> int:
+    from pipeline import jobs
+    from pipeline.training import runs
+
+    sweep = runs.start_sweep(config, runs.parse_grid(pairs), started_by=jobs.default_user())
+    print(f"Queued sweep {sweep.id}: {len(sweep.jobs)} runs, one at a time by the background worker.")
+    for job, run in zip(sweep.jobs, sweep.runs, strict=True):
+        print(f"  job {job.id}: " + ", ".join(f"{k}={v}" for k, v in run.values.items()))
+    return 0
+
+
+def _data_curve(config, shares: str, queue: bool) -> int:
+    from pipeline import jobs
+    from pipeline.jobs import foreground
+    from pipeline.training import data_curve
+
+    try:
+        fractions = [float(share) for share in shares.split(",") if share.strip()]
+    except ValueError:
+        raise UserFacingError(f"--data-curve takes shares such as 0.25,0.5,1, not {shares!r}.") from None
+    job = data_curve.start(config, fractions, started_by=jobs.default_user(), run_here=not queue)
+    if queue:
+        print(f"Queued data-size curve job {job.id}; see it with `python -m pipeline train --check-job {job.id}`.")
+        return 0
+    print(f"Job {job.id}: data-size curve (Ctrl-C cancels; a resume keeps the sizes scored).", file=sys.stderr)
+    try:
+        finished, _ = foreground.run(job, jobs.kind_function(job.kind), lambda d, t, m: print(m, file=sys.stderr))
+    except KeyboardInterrupt:
+        print(f"\nStopped; resume with `python -m pipeline jobs resume {job.id}`.", file=sys.stderr)
+        return 130
+    _print_curve(finished.id)
+    return 0 if finished.status == "succeeded" else 1
+
+
+def _print_curve(job_id: int) -> None:
+    from pipeline.training import data_curve
+
+    curve = data_curve.result(job_id)
+    points = ([curve.base] if curve.base else []) + curve.points
+    for point in points:
+        print(
+            f"{point['examples']:>6} examples: persona likelihood {point['mean']:.3f} "
+            f"({point['lower']:.3f} – {point['upper']:.3f})"
+        )
+    print(curve.verdict)
+
+
 def _follow(job) -> int:
     from tqdm import tqdm
 
@@ -142,7 +224,21 @@ def _follow(job) -> int:
 
 
 def _check(job_id: int, as_json: bool) -> int:
+    from pipeline import jobs
     from pipeline.training import service
+
+    job = jobs.get(job_id)
+    if job.kind == "data_curve":
+        if as_json:
+            from dataclasses import asdict
+
+            from pipeline.training import data_curve
+
+            print(json.dumps({"status": job.status, **asdict(data_curve.result(job_id))}, indent=2))
+        else:
+            print(f"job {job_id}: {job.status}" + (f"; error: {job.error}" if job.error else ""))
+            _print_curve(job_id)
+        return 0 if job.status in ("succeeded", "running", "queued") else 1
 
     row = next((r for r in service.past_jobs(limit=10_000) if r["job"] == job_id), None)
     if row is None:
