@@ -51,7 +51,7 @@ if "studio_opened" not in st.session_state:
 
 # imported after the shell is drawn: they take seconds on a first run
 from pages import dot, identity, remember_page_settings, session_user  # noqa: E402
-from pipeline import access, clock, settings, startup  # noqa: E402
+from pipeline import access, clock, notifications, settings, startup  # noqa: E402
 from pipeline.errors import UserFacingError  # noqa: E402
 from pipeline.jobs import monitor  # noqa: E402
 
@@ -96,6 +96,20 @@ with st.sidebar:
     for label, configured in settings.configured_providers().items():
         st.markdown(f"{dot(configured)} {label}" + ("" if configured else " · no key"))
     st.caption("Add keys in `.streamlit/secrets.toml` or the environment.")
+
+ENDED_ICONS = {"succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:"}
+
+
+@st.fragment(run_every=5)
+def job_ended_toasts() -> None:
+    """A toast on whichever page is open when a job ends; each open page sees each end once."""
+    cursor = st.session_state.get("jobs_ended_cursor")
+    ended, st.session_state["jobs_ended_cursor"] = notifications.ended_since(cursor)
+    for item in ended[-5:]:
+        st.toast(item["text"], icon=ENDED_ICONS.get(item["status"]))
+
+
+job_ended_toasts()
 
 try:
     navigation.run()

@@ -5,6 +5,7 @@ route_through_app()
 import pandas as pd
 import streamlit as st
 
+from pages.parts import lineage as lineage_view
 from pipeline import charts, clock, personas
 from pipeline.datasets import build, checks, formats, importer, persona_pairs, preferences, purge, targets
 from pipeline.errors import UserFacingError
@@ -190,6 +191,7 @@ with tab_saved:
                         f"Queued job {job.id}: it answers {chosen.counts.get('train', 0)} prompts, then adds the pairs."
                     )
                     st.page_link("pages/monitor.py", label="Follow it on Live monitoring", icon=":material/monitoring:")
+        lineage_view.show_dataset(chosen.name)
         with st.expander("Delete this dataset"):
             typed = st.text_input(f"Type {chosen.name} to confirm", key="saved_confirm")
             if st.button("Delete for good", key="saved_delete"):
@@ -211,6 +213,7 @@ with tab_saved:
         )
     with st.expander(f"Delete all of {persona.name}'s examples and datasets"):
         st.warning("This removes every example, edit and dataset of this persona, files included. It cannot be undone.")
+        lineage_view.show_impact(persona.id)
         typed = st.text_input(f"Type {persona.name} to confirm", key="purge_confirm")
         if st.button("Delete everything", key="purge_go"):
             try:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from pages.parts import lineage as lineage_view
 from pipeline import charts, clock, jobs, personas
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import service as evaluation
@@ -89,7 +90,9 @@ if persona is not None:
 names = [e.name for e in entries]
 chosen_name = st.selectbox("Model", names, key="models_pick")
 entry = next(e for e in entries if e.name == chosen_name)
-tabs = st.tabs(["Deploy", "Compare", "Export", "Performance", "History", "Prompt versions", "Retrain on an open base"])
+tabs = st.tabs(
+    ["Deploy", "Compare", "Export", "Performance", "History", "Prompt versions", "Lineage", "Retrain on an open base"]
+)
 
 with tabs[0]:
     a, b = st.columns([2, 1])
@@ -226,6 +229,9 @@ with tabs[5]:
             st.success(f"{variant.name} is in the registry and can be a contestant on the Evaluate page.")
         if len(numbers) > 1:
             st.code(prompt_versions.diff(persona.id, numbers[-2], numbers[-1]) or "(no difference)", language="diff")
+
+with tabs[6]:  # persona → run → examples → dataset → training → this model → evaluations → deployments
+    lineage_view.show_model(entry.name)
 
 with tabs[-1]:  # Retrain on an open base: the same snapshot and settings on a base that stays
     st.caption(

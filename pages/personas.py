@@ -4,6 +4,7 @@ route_through_app()
 
 import streamlit as st
 
+from pages.parts import lineage as lineage_view
 from pipeline import personas
 from pipeline.errors import UserFacingError
 
@@ -178,6 +179,8 @@ if current:
     with col_delete:
         st.markdown("**Delete**")
         confirm = st.checkbox(f"Yes, delete “{current.name}”", key=f"confirm_delete_{current.id}")
+        if confirm:  # what goes with it, before the button is pressed
+            lineage_view.show_impact(current.id, persona_deleted=True)
         if st.button("Delete persona", disabled=not confirm, icon=":material/delete_forever:"):
             personas.delete_persona(current.id)
             forget_draft(prefix)

@@ -5,6 +5,7 @@ route_through_app()
 import pandas as pd
 import streamlit as st
 
+from pages.parts import lineage as lineage_view
 from pipeline import charts, clock, personas
 from pipeline.errors import UserFacingError
 from pipeline.generation import quality
@@ -207,6 +208,8 @@ rating = buttons[3].radio(
 )
 if (rating or None) != example.rating:
     act(actions.set_rating, rating or None)
+
+lineage_view.show_example(example.id)  # which models used it, and where it came from
 
 history = actions.edits(example.id) if example.original_response is not None else []
 with st.expander("Edit the response" + (f" · {len(history)} edit(s) so far" if history else "")):

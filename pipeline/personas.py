@@ -18,7 +18,7 @@ from sqlmodel import select
 from pipeline import access, limits, settings
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
-from pipeline.models import Persona, utcnow
+from pipeline.models import Dataset, Persona, utcnow
 
 SAMPLES_DIR = settings.PROJECT_ROOT / "data" / "personas"
 MAX_MARKERS = 3  # "two or three behavioural markers each"
@@ -242,7 +242,12 @@ def delete_persona(persona_id: int) -> None:
         persona = session.get(Persona, persona_id)
         if persona is None:
             raise UserFacingError("That persona no longer exists.")
-        session.delete(persona)
+        datasets = list(session.exec(select(Dataset.name).where(Dataset.persona_id == persona_id)).all())
+        session.delete(persona)  # its examples, edits and datasets go with it (foreign keys cascade)
+    from pipeline.datasets import purge
+
+    for name in datasets:  # and the datasets' files, as the confirm step says
+        purge.remove_folder(name)
 
 
 # --- YAML ------------------------------------------------------------------------------

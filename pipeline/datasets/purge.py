@@ -18,7 +18,7 @@ from pipeline.errors import UserFacingError
 from pipeline.models import Dataset, Example, ExampleEdit, Persona
 
 
-def _remove_folder(name: str) -> None:
+def remove_folder(name: str) -> None:
     folder = datasets_dir() / check_name(name)
     if folder.is_dir():
         for path in folder.iterdir():
@@ -35,7 +35,7 @@ def delete_dataset(name: str, confirm: str) -> None:
         if dataset is None:
             raise UserFacingError(f"No dataset named {name!r}.")
         session.delete(dataset)
-    _remove_folder(name)
+    remove_folder(name)
 
 
 def delete_persona_data(persona_id: int, confirm: str) -> dict[str, int]:
@@ -53,5 +53,5 @@ def delete_persona_data(persona_id: int, confirm: str) -> dict[str, int]:
         removed = session.exec(delete(Example).where(Example.persona_id == persona_id)).rowcount
         session.exec(delete(Dataset).where(Dataset.persona_id == persona_id))
     for name in names:
-        _remove_folder(name)
+        remove_folder(name)
     return {"examples": removed, "datasets": len(names)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import jobs
+from pipeline import jobs, lineage
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import job as generation_job
@@ -23,6 +23,7 @@ def start(config: GenerationConfig | None, output: Path | None, resume: int | No
             raise UserFacingError(f"There is no generation job {resume} to resume.")
         return foreground.claim(resume)
     params = config.model_dump(mode="json") | ({"output": str(output)} if output else {})
+    params["persona_version"] = lineage.persona_version_now(config.persona_id)  # for the lineage views
     return jobs.submit(
         "generation",
         params,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlmodel import func, select
 
-from pipeline import access, jobs
+from pipeline import access, jobs, lineage
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import quality, runner
@@ -27,7 +27,8 @@ def start(params: dict, started_by: str = "", name: str = "") -> Job:
     config, _ = plan(params)
     return jobs.submit(
         "generation",
-        config.model_dump(mode="json"),
+        # the persona's prompt as the run starts (its saved version, its hash): for the lineage views
+        config.model_dump(mode="json") | {"persona_version": lineage.persona_version_now(config.persona_id)},
         name=name or f"Generation: {config.examples} examples",
         started_by=started_by,
     )

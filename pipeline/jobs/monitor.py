@@ -35,7 +35,7 @@ from sqlmodel import select
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from pipeline import settings
+from pipeline import notifications, settings
 from pipeline.db import session_scope
 from pipeline.jobs import executors, ingest, queue, runfolder, states
 from pipeline.models import Job, utcnow
@@ -195,6 +195,7 @@ class Monitor:
         self._stop = threading.Event()
         self._last_sweep = 0.0
         self._lock_handle = None
+        self.notifier = notifications.Notifier()  # a webhook POST for each job that ends, when one is set
 
     # lifecycle
 
@@ -247,6 +248,7 @@ class Monitor:
         finally:
             observer.stop()
             observer.join(timeout=5)
+            self.notifier.close(wait=False)
             state_path().unlink(missing_ok=True)
             log.info("monitor %s stopped", os.getpid())
         return 0
@@ -273,6 +275,7 @@ class Monitor:
         self.poll_cloud()
         self.start_queued()
         state_path().write_text(json.dumps({"pid": os.getpid(), "tick": time.time(), "keys": keys_here()}))
+        self.notifier.tick()  # last: a failure here is logged by run() and touches nothing above
 
     def _watcher(self, job: Job) -> executors.Executor | None:
         return self.watchers.get(job.executor)
