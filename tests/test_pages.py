@@ -523,10 +523,13 @@ def test_review_page_accepts_rates_edits_and_moves_to_the_next_example():
 
     ids = _seeded(5)
     at = open_app("pages/review.py")
+    at.text_input(key="user_name").set_value("Mo").run()  # the sidebar's name: recorded as the reviewer
     at.button(key="review_accept").click().run()
     at.radio(key=f"review_rate_{ids[-1]}").set_value(4).run()
     assert not at.exception
     assert (actions.get(ids[-1]).status, actions.get(ids[-1]).rating) == ("accepted", 4)
+    assert actions.get(ids[-1]).reviewed_by == "Mo"
+    assert any("rejected by Mo on" in m.value for m in at.markdown)  # where it came from, on the page
     at.text_area(key=f"review_edit_{ids[-1]}").set_value("A kinder, clearer reply.").run()
     at.button(key="review_save_edit").click().run()
     assert actions.get(ids[-1]).original_response is not None
