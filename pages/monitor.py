@@ -12,6 +12,11 @@ from pipeline.jobs import board
 st.title("Live monitoring")
 st.caption("Every generation, training and evaluation job, live. Jobs keep running if you close the browser.")
 
+# a notification's link (…/monitor?job=12) opens that job; read once, so picking another job afterwards sticks
+linked = st.query_params.pop("job", None)
+if linked is not None and linked.isdigit():
+    st.session_state["monitor_job"] = int(linked)
+
 if st.button("Run a worker check", help="A short job that checks the background worker end to end."):
     job = jobs.submit("probe", {"rate": 5, "seconds": 20}, started_by=st.session_state.get("user_name", ""))
     st.session_state["monitor_job"] = job.id

@@ -140,7 +140,7 @@ for column, (label, action) in zip(
     bulk[1:], [("Accept", "accept"), ("Reject", "reject"), ("★ Star", "star"), ("Unstar", "unstar")], strict=True
 ):
     if column.button(label, key=f"bulk_{action}", disabled=not selected):
-        result = actions.bulk(selected, action)
+        result = actions.bulk(selected, action, st.session_state.get("user_name", ""))
         note = f" ({result['skipped']} failed or unfinished ones skipped)" if result["skipped"] else ""
         st.toast(f"{label}: {result['changed']} example(s){note}.")
         st.rerun()
@@ -191,13 +191,14 @@ def act(change, *args) -> None:
         st.rerun()
 
 
+reviewer = st.session_state.get("user_name", "")
 buttons = st.columns([1, 1, 1, 3])
 if buttons[0].button("☆ Unstar" if example.gold_star else "★ Gold star", key="review_star_one"):
-    act(actions.set_gold_star, not example.gold_star)
+    act(actions.set_gold_star, not example.gold_star, reviewer)
 if buttons[1].button("Accept", key="review_accept", type="primary", disabled=example.status == "accepted"):
-    act(actions.set_status, "accepted")
+    act(actions.set_status, "accepted", reviewer)
 if buttons[2].button("Reject", key="review_reject", disabled=example.status == "rejected"):
-    act(actions.set_status, "rejected")
+    act(actions.set_status, "rejected", reviewer)
 rating = buttons[3].radio(
     "Rating",
     [0, 1, 2, 3, 4, 5],
@@ -207,7 +208,7 @@ rating = buttons[3].radio(
     format_func=lambda n: "–" if n == 0 else str(n),
 )
 if (rating or None) != example.rating:
-    act(actions.set_rating, rating or None)
+    act(actions.set_rating, rating or None, reviewer)
 
 lineage_view.show_example(example.id)  # which models used it, and where it came from
 

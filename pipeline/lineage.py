@@ -2,8 +2,8 @@
 
 The chain, forwards:
 
-    persona (its prompt version) → generation run (models per stage) → reviewed examples (stars, ratings,
-    who edited) → dataset snapshot (content hash) → training job (its config) → model → evaluations →
+    persona (its prompt version) → generation run (models per stage) → reviewed examples (stars, ratings, who
+    reviewed and who edited) → dataset snapshot (content hash) → training job (its config) → model → evaluations →
     deployments
 
 A dataset's examples are listed in its snapshot's `manifest.json` (train and validation ids), which is
@@ -11,7 +11,8 @@ read here (cached by file and modification time); everything else is in the data
 example answers "which models used this example?"; `persona_impact` lists what deleting a persona's data
 touches before anything is deleted.
 
-Who gave a gold star or a rating is not recorded (only edits carry a name): the walk says so.
+Each example records who last starred, rated, accepted or rejected it, and when; every edit carries its editor.
+Examples reviewed before reviewers were recorded say so.
 """
 
 from __future__ import annotations
@@ -139,14 +140,17 @@ def _generation_row(session: Session, job: Job, examples_used: int | None = None
 def _review_summary(session: Session, ids: list[int]) -> dict:
     """Counts of what reviewers did to these examples, and who edited which."""
     if not ids:
-        return {"examples": 0, "gold": 0, "rated": 0, "accepted": 0, "edited": 0, "editors": {}, "sources": {}}
+        return {
+            "examples": 0, "gold": 0, "rated": 0, "accepted": 0, "edited": 0, "editors": {}, "reviewers": {},
+            "sources": {},
+        }  # fmt: skip
     rows = []
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         rows += session.exec(
-            select(Example.id, Example.status, Example.gold_star, Example.rating, Example.source).where(
-                Example.id.in_(chunk)
-            )
+            select(
+                Example.id, Example.status, Example.gold_star, Example.rating, Example.source, Example.reviewed_by
+            ).where(Example.id.in_(chunk))
         ).all()
     editors: dict[str, int] = {}
     edited: set[int] = set()
@@ -158,8 +162,11 @@ def _review_summary(session: Session, ids: list[int]) -> dict:
             edited.add(example_id)
             editors[editor or "—"] = editors.get(editor or "—", 0) + 1
     sources: dict[str, int] = {}
+    reviewers: dict[str, int] = {}
     for row in rows:
         sources[row[4]] = sources.get(row[4], 0) + 1
+        if row[5]:
+            reviewers[row[5]] = reviewers.get(row[5], 0) + 1
     return {
         "examples": len(ids),
         "still_stored": len(rows),
@@ -168,6 +175,7 @@ def _review_summary(session: Session, ids: list[int]) -> dict:
         "accepted": sum(1 for r in rows if r[1] == "accepted"),
         "edited": len(edited),
         "editors": editors,
+        "reviewers": reviewers,  # who last starred, rated, accepted or rejected each (named ones only)
         "sources": sources,
     }
 
@@ -396,6 +404,8 @@ def for_example(example_id: int) -> dict:
                 "status": example.status,
                 "gold": example.gold_star,
                 "rating": example.rating,
+                "reviewed_by": example.reviewed_by or None,
+                "reviewed_at": _when(example.reviewed_at) if example.reviewed_at else None,
                 "stage_models": dict(example.stage_models or {}),
                 "edits": [
                     {"by": e.editor or "—", "at": _when(e.at), "words_after": len(e.after.split())} for e in edits
@@ -525,8 +535,11 @@ def tree_lines(walk: dict) -> list[tuple[int, str]]:
             lines.append((3, f"written by {models}"))
         for edit in ex["edits"]:
             lines.append((3, f"edited by {edit['by']} on {edit['at']} ({edit['words_after']} words after)"))
-        if ex["gold"] or ex["rating"]:
-            lines.append((3, "who starred or rated it is not recorded"))
+        if ex["reviewed_at"]:
+            who = f"by {ex['reviewed_by']}" if ex["reviewed_by"] else "by someone who gave no name"
+            lines.append((3, f"last starred, rated, accepted or rejected {who} on {ex['reviewed_at']}"))
+        elif ex["gold"] or ex["rating"] or ex["status"] in ("accepted", "rejected"):
+            lines.append((3, "who reviewed it is not recorded (reviewed before the studio recorded reviewers)"))
         if not walk["datasets"]:
             lines.append((2, "in no saved dataset: no model used it"))
         for dataset in walk["datasets"]:
@@ -543,6 +556,9 @@ def tree_lines(walk: dict) -> list[tuple[int, str]]:
                 f"{review['gold']} gold-starred, {review['rated']} rated, {review['edited']} edited (by {editors})",
             )
         )
+        if review.get("reviewers"):
+            named = ", ".join(f"{who} ({n})" for who, n in sorted(review["reviewers"].items()))
+            lines.append((3, f"reviewed by {named}"))
     dataset = walk.get("dataset")
     if dataset:
         lines.append((2, _dataset_text(dataset)))

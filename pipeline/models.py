@@ -103,6 +103,9 @@ class Example(SQLModel, table=True):
     status: str = Field(default="pending", index=True)
     gold_star: bool = Field(default=False, index=True)
     rating: int | None = None
+    # the last star, rating, accept or reject: who (the logged-in user or the typed name; "" when neither) and when
+    reviewed_by: str = ""
+    reviewed_at: datetime | None = None
     notes: str = _text()
     content_hash: str = Field(default="", index=True)
     created_at: datetime = Field(default_factory=utcnow)

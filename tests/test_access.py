@@ -96,7 +96,8 @@ def test_each_role_does_its_own_work_and_is_refused_the_rest():
     job = jobs.submit("probe", {"rate": 5, "seconds": 20})  # the command line: no login, allowed
     rita, tom = access.user("Rita", "rita@example.com"), access.user("Tom", "tom@example.com")
     with access.acting_as(rita):
-        assert actions.set_gold_star(example, True).gold_star  # a reviewer reviews
+        starred = actions.set_gold_star(example, True, "typed name")  # a reviewer reviews
+        assert starred.gold_star and starred.reviewed_by == "Rita"  # the login names the reviewer, not a typed name
         with pytest.raises(UserFacingError, match="You need the trainer role to cancel or resume jobs"):
             jobs.request_cancel(job.id)
         with pytest.raises(UserFacingError, match="You need the trainer role to delete datasets or examples"):

@@ -38,7 +38,7 @@ def seed_chain() -> dict:
         run_id = run.id
     used = add_examples(persona.id, 6, status="accepted", job_id=run_id)
     unused = add_examples(persona.id, 1, status="pending", start=50)[0]
-    actions.set_gold_star(used[0], True)
+    actions.set_gold_star(used[0], True, "lin")
     actions.edit_response(used[1], "A better reply that asks one question first and then proposes a plan.", "sam")
     dataset = build.save("collab-v1", build.preview(ExampleFilter(persona_id=persona.id, statuses=["accepted"]), 0.2))
     with session_scope() as session:
@@ -86,6 +86,7 @@ def test_lineage_walks_from_a_model_back_to_its_persona_and_forward_to_its_deplo
     assert run["persona_version"]["recorded"] and run["persona_version"]["prompt_sha"]
     assert walk["review"]["examples"] == 6 and walk["review"]["gold"] == 1
     assert walk["review"]["edited"] == 1 and walk["review"]["editors"] == {"sam": 1}
+    assert walk["review"]["reviewers"] == {"lin": 1}  # who starred, rated, accepted or rejected, by name
     assert walk["dataset"]["name"] == "collab-v1"
     assert walk["dataset"]["content_hash"] == seeded["dataset"].content_hash
     assert walk["training"]["job"] == seeded["training"] and walk["training"]["config"]["epochs"] == 2
@@ -95,6 +96,7 @@ def test_lineage_walks_from_a_model_back_to_its_persona_and_forward_to_its_deplo
     assert [(e["action"], e["persona"], e["by"]) for e in walk["deployments"]] == [("deploy", "collaborative", "ada")]
     shown = text_of(walk)
     assert f"Generation run #{seeded['run']}" in shown and "edited (by sam (1))" in shown
+    assert "reviewed by lin (1)" in shown
     assert "hash " + seeded["dataset"].content_hash[:12] in shown and "deploy for collaborative by ada" in shown
 
 
@@ -115,6 +117,11 @@ def test_lineage_walks_back_from_an_example_to_the_models_that_used_it_and_forwa
     assert lineage.models_using_example(seeded["unused"]) == []
     assert "in no saved dataset" in text_of(lineage.for_example(seeded["unused"]))
     assert "edited by sam" in text_of(walk)
+    # accepted when seeded, before any review was recorded: the walk says who is unknown
+    assert "who reviewed it is not recorded" in text_of(walk)
+    starred = lineage.for_example(seeded["used"][0])
+    assert starred["example"]["reviewed_by"] == "lin" and starred["example"]["reviewed_at"]
+    assert "last starred, rated, accepted or rejected by lin on" in text_of(starred)
 
     forward = lineage.for_dataset("collab-v1")
     assert [m["model"]["name"] for m in forward["models"]] == ["collab-ft"]

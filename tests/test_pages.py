@@ -345,6 +345,25 @@ def test_monitoring_page_draws_the_training_curves_and_can_cancel():
     assert at.metric[0].value == ":orange[:material/pending: cancelling]"
 
 
+def test_a_notifications_link_opens_its_job_on_the_monitoring_page(monkeypatch):
+    from urllib.parse import parse_qs, urlparse
+
+    from pipeline import notifications
+
+    made = _jobs_in_every_state()
+    monkeypatch.setenv("STUDIO_PUBLIC_URL", "http://studio.example:8501")
+    link = urlparse(notifications.link(made["failed"]))
+    assert link.path == "/monitor"  # the Live monitoring page's address
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    at.query_params.update({k: v[0] for k, v in parse_qs(link.query).items()})
+    at.switch_page("pages/monitor.py").run()
+    assert not at.exception
+    assert at.selectbox(key="monitor_job").value == made["failed"]
+    assert texts(at.error) == ["This job failed: process exited without finishing"]
+    at.selectbox(key="monitor_job").select(made["training"]).run()  # the link is read once: another pick sticks
+    assert at.selectbox(key="monitor_job").value == made["training"] and not at.error
+
+
 def test_monitoring_page_explains_a_failure_and_shows_the_log():
     made = _jobs_in_every_state()
     at = open_app("pages/monitor.py")
@@ -523,10 +542,13 @@ def test_review_page_accepts_rates_edits_and_moves_to_the_next_example():
 
     ids = _seeded(5)
     at = open_app("pages/review.py")
+    at.text_input(key="user_name").set_value("Mo").run()  # the sidebar's name: recorded as the reviewer
     at.button(key="review_accept").click().run()
     at.radio(key=f"review_rate_{ids[-1]}").set_value(4).run()
     assert not at.exception
     assert (actions.get(ids[-1]).status, actions.get(ids[-1]).rating) == ("accepted", 4)
+    assert actions.get(ids[-1]).reviewed_by == "Mo"
+    assert any("rejected by Mo on" in m.value for m in at.markdown)  # where it came from, on the page
     at.text_area(key=f"review_edit_{ids[-1]}").set_value("A kinder, clearer reply.").run()
     at.button(key="review_save_edit").click().run()
     assert actions.get(ids[-1]).original_response is not None

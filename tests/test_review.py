@@ -60,8 +60,15 @@ def test_pages_are_newest_first_and_carry_no_long_text(persona):
 def test_bulk_actions_change_the_selection_and_skip_failed_examples(persona):
     good = add_examples(persona.id, 3)
     [failed] = add_examples(persona.id, 1, status="failed", start=50, failure="response stage: 500")
-    assert actions.bulk(good + [failed], "accept") == {"changed": 3, "skipped": 1}
-    assert actions.bulk(good, "star") == {"changed": 3, "skipped": 0}
+    assert actions.bulk(good + [failed], "accept", "ada") == {"changed": 3, "skipped": 1}
+    assert actions.bulk(good, "star", "bo") == {"changed": 3, "skipped": 0}
+    # the last reviewer of each is recorded, and when; the failed one was not touched
+    assert {actions.get(i).reviewed_by for i in good} == {"bo"} and all(actions.get(i).reviewed_at for i in good)
+    assert actions.get(failed).reviewed_by == ""
+    assert actions.rate_many(good[2:], 4, "cy") == {"changed": 1, "skipped": 0}
+    assert actions.get(good[2]).reviewed_by == "cy"
+    actions.set_notes(good[2], "a note is not a review")
+    assert actions.get(good[2]).reviewed_by == "cy"
     actions.bulk(good[:1], "reject")
     rejected = actions.get(good[0])
     assert rejected.status == "rejected" and not rejected.gold_star  # a rejected example is never gold

@@ -1,7 +1,8 @@
 """What a reviewer does to examples: star, rate, accept or reject, edit the response, add notes.
 
 An edit keeps the original (the first version is never lost) and records who changed what, when;
-those edits become preference pairs. A failed example (generation gave up on it) cannot be
+those edits become preference pairs. A star, rating, accept or reject records who did it last, and when
+(for the lineage views). A failed example (generation gave up on it) cannot be
 accepted or starred: it has nothing worth training on until it is regenerated. An example a run is
 still making ("generating") or left unfinished when it stopped ("cancelled") takes no review action at
 all, so a reviewer's decision is never overwritten by generation.
@@ -16,7 +17,7 @@ from pipeline.datasets import tokens
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.generation import validate
-from pipeline.models import UNFINISHED, Example, ExampleEdit
+from pipeline.models import UNFINISHED, Example, ExampleEdit, utcnow
 
 STATUSES = ("pending", "accepted", "rejected")
 
@@ -52,7 +53,12 @@ def _usable(example: Example, what: str) -> None:
         )
 
 
-def bulk(ids: list[int], action: str) -> dict[str, int]:
+def _reviewed(example: Example, by: str) -> None:
+    example.reviewed_by = access.actor(by)
+    example.reviewed_at = utcnow()
+
+
+def bulk(ids: list[int], action: str, by: str = "") -> dict[str, int]:
     """accept | reject | reset | star | unstar on many examples: {"changed", "skipped"} (failed ones,
     and unfinished ones: still generating or cancelled)."""
     access.check("review")
@@ -76,6 +82,7 @@ def bulk(ids: list[int], action: str) -> dict[str, int]:
                 setattr(example, key, value)
             if action == "reject":
                 example.gold_star = False  # a rejected example is never gold
+            _reviewed(example, by)
             session.add(example)
             changed += 1
     return {"changed": changed, "skipped": skipped}
@@ -88,7 +95,7 @@ def missing(ids: list[int]) -> list[int]:
     return [i for i in dict.fromkeys(ids) if i not in found]
 
 
-def rate_many(ids: list[int], rating: int | None) -> dict[str, int]:
+def rate_many(ids: list[int], rating: int | None, by: str = "") -> dict[str, int]:
     """Rate many examples 1 to 5 (None clears): {"changed", "skipped"} (failed ones cannot be rated)."""
     if rating is not None and not 1 <= int(rating) <= 5:
         raise UserFacingError("A rating is 1 to 5.")
@@ -99,32 +106,33 @@ def rate_many(ids: list[int], rating: int | None) -> dict[str, int]:
                 skipped += 1
                 continue
             example.rating = None if rating is None else int(rating)
+            _reviewed(example, by)
             session.add(example)
             changed += 1
     return {"changed": changed, "skipped": skipped}
 
 
-def set_status(example_id: int, status: str) -> Example:
+def set_status(example_id: int, status: str, by: str = "") -> Example:
     if status not in STATUSES:
         raise UserFacingError(f"Unknown status {status!r}.")
-    return _update(example_id, "reviewed" if status != "pending" else "reset", status=status)
+    return _update(example_id, "reviewed" if status != "pending" else "reset", by, status=status)
 
 
-def set_gold_star(example_id: int, starred: bool) -> Example:
-    return _update(example_id, "starred", gold_star=starred)
+def set_gold_star(example_id: int, starred: bool, by: str = "") -> Example:
+    return _update(example_id, "starred", by, gold_star=starred)
 
 
-def set_rating(example_id: int, rating: int | None) -> Example:
+def set_rating(example_id: int, rating: int | None, by: str = "") -> Example:
     if rating is not None and not 1 <= int(rating) <= 5:
         raise UserFacingError("A rating is 1 to 5.")
-    return _update(example_id, "rated", rating=None if rating is None else int(rating))
+    return _update(example_id, "rated", by, rating=None if rating is None else int(rating))
 
 
 def set_notes(example_id: int, notes: str) -> Example:
     return _update(example_id, "", notes=limits.typed(notes, limits.NOTES, "The note"))
 
 
-def _update(example_id: int, what: str, **values) -> Example:
+def _update(example_id: int, what: str, by: str = "", **values) -> Example:
     access.check("review")
     with session_scope() as session:
         example = session.get(Example, example_id)
@@ -138,6 +146,8 @@ def _update(example_id: int, what: str, **values) -> Example:
             setattr(example, key, value)
         if values.get("status") == "rejected":
             example.gold_star = False
+        if what:  # a review decision, not a note
+            _reviewed(example, by)
         session.add(example)
         session.flush()
         session.refresh(example)

@@ -101,6 +101,7 @@ def _list(flt, args) -> int:
 
 
 def _act(flt, args) -> int:
+    from pipeline import jobs
     from pipeline.review import actions, filters
 
     action = args.review_action
@@ -124,7 +125,8 @@ def _act(flt, args) -> int:
         if not ids:
             print(f"No examples match ({flt.describe()}); nothing to do.")
             return 0
-    result = actions.rate_many(ids, rating) if action == "rate" else actions.bulk(ids, action)
+    who = jobs.default_user()  # recorded on each example as its last reviewer
+    result = actions.rate_many(ids, rating, who) if action == "rate" else actions.bulk(ids, action, who)
     what = f" {rating if rating is not None else '(cleared)'}" if action == "rate" else ""
     line = f"{DONE[action]}{what}: {result['changed']} example{'s' if result['changed'] != 1 else ''}"
     if result["skipped"]:
