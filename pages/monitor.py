@@ -115,7 +115,18 @@ def show_training(detail: board.JobDetail) -> None:
     if detail.gallery:
         st.subheader("Checkpoint gallery")
         st.caption("The same prompts, answered without the system prompt at each check: is the persona appearing?")
-        st.dataframe(pd.DataFrame(detail.gallery_table), hide_index=True, width="stretch", key=f"gallery_{job_id}")
+        probes = detail.gallery_side_by_side
+        tabs = st.tabs([f"Prompt {i + 1}: {p['title']}" for i, p in enumerate(probes)]) if probes else []
+        for tab, probe in zip(tabs, probes, strict=True):
+            with tab.expander("The prompt"):
+                st.text(probe["prompt"])
+            for column, reply in zip(tab.columns(len(probe["replies"])), probe["replies"], strict=True):
+                column.markdown(f"**{reply['label']}**")
+                if reply["persona_similarity"] is not None:
+                    column.caption(f"persona similarity {reply['persona_similarity']:.2f}")
+                column.container(border=True).write(reply["reply"])
+        with st.expander("Every checkpoint's replies, as a table"):
+            st.dataframe(pd.DataFrame(detail.gallery_table), hide_index=True, width="stretch", key=f"gallery_{job_id}")
 
 
 def act(action, job_id: int, done: str) -> None:

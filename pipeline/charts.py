@@ -221,25 +221,37 @@ def model_comparison(rows: list[dict], figures: list[tuple[str, str]]) -> go.Fig
 
 
 def compared_curves(curves: dict[str, list[dict]]) -> go.Figure | None:
-    """Several runs' training loss (solid) and validation loss (dotted) against step, one colour per run."""
+    """Several runs' training loss (solid) and validation loss (dotted) against step, one colour per run; below,
+    on the same steps, their persona scores (the checkpoint gallery's) when any run has them."""
     palette = ["#2563EB", "#DC2626", "#059669", "#D97706", "#7C3AED", "#0891B2"]
-    fig = go.Figure()
+    with_persona = any(r.get("persona_similarity") is not None for rows in curves.values() for r in rows)
+    fig = (
+        make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.62, 0.38], vertical_spacing=0.08)
+        if with_persona
+        else go.Figure()
+    )
+    lines = [("loss", "solid", "loss", 1), ("val_loss", "dot", "validation loss", 1)]
+    lines += [("persona_similarity", "solid", "persona score", 2)] if with_persona else []
     for place, (run, rows) in enumerate(curves.items()):
         colour = palette[place % len(palette)]
-        for column, dash, what in (("loss", "solid", "loss"), ("val_loss", "dot", "validation loss")):
+        for column, dash, what, row in lines:
             points = [(r["step"], r[column]) for r in rows if r.get(column) is not None]
             if points:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[s for s, _ in points],
-                        y=[v for _, v in points],
-                        name=f"{run} {what}",
-                        mode="lines+markers" if len(points) < 30 else "lines",
-                        line={"color": colour, "dash": dash},
-                    )
+                trace = go.Scatter(
+                    x=[s for s, _ in points],
+                    y=[v for _, v in points],
+                    name=f"{run} {what}",
+                    mode="lines+markers" if len(points) < 30 else "lines",
+                    line={"color": colour, "dash": dash, "width": 1.5 if row == 2 else 2},
                 )
+                fig.add_trace(trace, **({"row": row, "col": 1} if with_persona else {}))
     if not fig.data:
         return None
+    if with_persona:
+        fig.update_xaxes(title_text="step", row=2, col=1)
+        fig.update_yaxes(title_text="loss", row=1, col=1)
+        fig.update_yaxes(title_text="persona score", row=2, col=1)
+        return _layout(fig, 560)
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text="loss")
     return _layout(fig, 420)

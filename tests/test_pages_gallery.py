@@ -66,7 +66,16 @@ def test_monitoring_page_marks_the_best_step_says_why_training_stopped_and_shows
     loss, persona = at.get("plotly_chart")
     assert "best: step 4" in loss.proto.spec  # the dashed line on the loss curve
     assert "Persona score" in persona.proto.spec
-    table = next(d.value for d in at.dataframe if "probe" in d.value.columns)
+    # each prompt in a tab, its replies side by side: before training, the best, one between and the last
+    assert [t.label for t in at.tabs][:2] == ["Prompt 1: Probe 0?", "Prompt 2: Probe 1?"]
+    second = at.tabs[1]
+    shown = [m.value for m in second.markdown]  # each checkpoint's label, then its reply
+    assert shown == [
+        "**before training**", "reply 1 at 0", "**step 4 (best)**", "reply 1 at 4",
+        "**step 6**", "reply 1 at 6", "**step 8**", "reply 1 at 8",
+    ]  # fmt: skip
+    assert "persona similarity 0.40" in [c.value for c in second.caption]
+    table = next(d.value for d in at.dataframe if "probe" in d.value.columns)  # every checkpoint, as a table
     assert list(table.columns) == ["probe", "before training", "step 2", "step 4 (best)", "step 6", "step 8"]
     assert list(table["probe"]) == ["Probe 0?", "Probe 1?"]
     assert table.iloc[1]["step 4 (best)"] == "reply 1 at 4"
@@ -94,3 +103,17 @@ def test_train_page_says_a_dataset_without_a_validation_split_trains_without_ear
     assert any("has no validation split, so there is nothing to stop early on" in w.value for w in at.warning)
     at.number_input(key="train_patience").set_value(0).run()
     assert not any("nothing to stop early on" in w.value for w in at.warning)
+
+
+def test_the_side_by_side_view_keeps_before_best_and_last_and_spaces_the_rest():
+    from pipeline.training import gallery
+
+    records = [
+        {"step": s, "replies": [{"probe": 0, "prompt": "Memo: q3\n\nbody", "reply": f"at {s}"}]}
+        for s in range(0, 44, 4)
+    ]
+    [probe] = gallery.side_by_side(records, best_step=12, columns=5)
+    assert probe["title"] == "Memo: q3"
+    assert [r["step"] for r in probe["replies"]] == [0, 12, 16, 28, 40]  # before, best, last; two spaced between
+    assert [r["label"] for r in probe["replies"]][1] == "step 12 (best)"
+    assert gallery.side_by_side([], None) == []

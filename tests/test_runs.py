@@ -153,8 +153,15 @@ def finished_run(config, losses: list[float], model: str | None = None, persona_
     job = service.start(config)
     with session_scope() as session:
         for step, loss in enumerate(losses, 1):
+            checked = step % 2 == 0  # a validation loss and a persona score every second step
             session.add(
-                TrainingMetric(job_id=job.id, step=step, loss=loss, val_loss=loss + 0.1 if step % 2 == 0 else None)
+                TrainingMetric(
+                    job_id=job.id,
+                    step=step,
+                    loss=loss,
+                    val_loss=loss + 0.1 if checked else None,
+                    values={"persona_similarity": round(0.5 - loss / 10, 3)} if checked else {},
+                )
             )
         if model:
             session.add(
@@ -179,8 +186,10 @@ def test_compare_shows_only_the_settings_that_differ_with_curves_and_final_figur
     }
     finals = {row["run"]: row for row in found.finals}
     assert finals[f"#{b.id}"]["final loss"] == 1.7 and finals[f"#{b.id}"]["best validation loss"] == pytest.approx(1.8)
+    assert finals[f"#{b.id}"]["persona score (last check)"] == pytest.approx(0.33)  # at step 4, loss 1.7
     figure = charts.compared_curves(found.curves)
-    assert len(figure.data) == 6  # loss and validation loss for each of three runs
+    assert len(figure.data) == 9  # loss, validation loss and persona score for each of three runs
+    assert [t.name for t in figure.data if t.yaxis == "y2"] == [f"#{j.id} persona score" for j in (a, b, c)]
     with pytest.raises(UserFacingError, match="Pick 2 to 6 training runs"):
         compare.compare([a.id])
     with pytest.raises(UserFacingError, match="made no model"):

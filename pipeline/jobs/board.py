@@ -129,6 +129,11 @@ class JobDetail:
         return gallery.table(self.gallery, self.best_step)
 
     @property
+    def gallery_side_by_side(self) -> list[dict]:
+        """Per probe, a few checkpoints' replies to read side by side (before, best, last, between)."""
+        return gallery.side_by_side(self.gallery, self.best_step)
+
+    @property
     def gallery_scores(self) -> list[dict]:
         return gallery.scores(self.gallery)
 

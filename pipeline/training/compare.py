@@ -21,8 +21,8 @@ MIN_RUNS, MAX_RUNS = 2, 6
 class Comparison:
     jobs: list[Job]
     differing: list[dict]  # one row per setting that differs: setting, then one column per run
-    curves: dict[str, list[dict]]  # run label → metric rows (step, loss, val_loss)
-    finals: list[dict]  # one row per run: final and best losses, steps, model
+    curves: dict[str, list[dict]]  # run label → metric rows (step, loss, val_loss, persona_similarity)
+    finals: list[dict]  # one row per run: final and best losses, the last persona score, steps, model
     models: dict[int, str]  # job id → registered model reference
 
     @property
@@ -58,6 +58,10 @@ def differing(found: list[Job], configs: list[dict]) -> list[dict]:
     return rows
 
 
+def _persona(values: dict | None) -> float | None:
+    return (values or {}).get("persona_similarity")
+
+
 def compare(job_ids: list[int]) -> Comparison:
     ids = list(dict.fromkeys(job_ids))
     if not MIN_RUNS <= len(ids) <= MAX_RUNS:
@@ -73,13 +77,15 @@ def compare(job_ids: list[int]) -> Comparison:
     curves, finals = {}, []
     for job in found:
         metrics = [
-            {"step": m.step, "loss": m.loss, "val_loss": m.val_loss}
+            # the checkpoint gallery's persona score (local training) comes as a metric at each evaluation
+            {"step": m.step, "loss": m.loss, "val_loss": m.val_loss, "persona_similarity": _persona(m.values)}
             for m in jobs.metrics(job.id)
-            if m.loss is not None or m.val_loss is not None
+            if m.loss is not None or m.val_loss is not None or _persona(m.values) is not None
         ]
         curves[label(job)] = metrics
         losses = [m["loss"] for m in metrics if m["loss"] is not None]
         validation = [m["val_loss"] for m in metrics if m["val_loss"] is not None]
+        persona = [m["persona_similarity"] for m in metrics if m["persona_similarity"] is not None]
         timing = jobs.timing(job)
         finals.append(
             {
@@ -88,6 +94,7 @@ def compare(job_ids: list[int]) -> Comparison:
                 "final loss": losses[-1] if losses else None,
                 "final validation loss": validation[-1] if validation else None,
                 "best validation loss": min(validation) if validation else None,
+                "persona score (last check)": round(persona[-1], 3) if persona else None,
                 "steps": max((m["step"] for m in metrics), default=0),
                 "minutes": round(timing.elapsed_s / 60, 1) if timing.elapsed_s is not None else None,
                 "model": models.get(job.id, ""),

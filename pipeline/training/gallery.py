@@ -173,6 +173,39 @@ def table(records: list[dict], best_step: int | None = None) -> list[dict]:
     return [rows[i] for i in sorted(rows)]
 
 
+def side_by_side(records: list[dict], best_step: int | None = None, columns: int = 4) -> list[dict]:
+    """Per probe, its prompt and the replies of a few checkpoints to read side by side: before training, the
+    best, the last, and evenly spaced ones between, `columns` at most, in step order.
+
+    [{"prompt", "title": its first line, "replies": [{"label", "step", "reply", "persona_similarity"}]}]"""
+    steps = [r["step"] for r in records]
+    if not steps:
+        return []
+    kept = {steps[0], steps[-1]} | ({best_step} if best_step in steps else set())
+    rest = [s for s in steps if s not in kept]
+    room = max(columns - len(kept), 0)
+    if room and rest:  # evenly spaced among the others, away from the ends already kept
+        kept |= {rest[round((i + 1) * (len(rest) + 1) / (room + 1)) - 1] for i in range(min(room, len(rest)))}
+    probes: dict[int, dict] = {}
+    for record in records:
+        if record["step"] not in kept:
+            continue
+        for reply in record.get("replies", []):
+            prompt = reply["prompt"]
+            probe = probes.setdefault(
+                reply["probe"], {"prompt": prompt, "title": prompt.strip().splitlines()[0][:80], "replies": []}
+            )
+            probe["replies"].append(
+                {
+                    "label": _step_label(record["step"], best_step),
+                    "step": record["step"],
+                    "reply": reply["reply"],
+                    "persona_similarity": reply.get("persona_similarity"),
+                }
+            )
+    return [probes[i] for i in sorted(probes)]
+
+
 def scores(records: list[dict]) -> list[dict]:
     """Step and mean scores per checkpoint, for the persona-score chart."""
     return [{"step": r["step"], **{k: r.get(k) for k in ("persona_similarity", "persona_likelihood")}} for r in records]
