@@ -13,10 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,122 +23,15 @@ from pipeline import jobs, personas
 from pipeline.db import session_scope
 from pipeline.jobs import board, ray_cluster, runfolder
 from pipeline.models import Example, JobLogLine, ModelEntry
-from tests.conftest import KEY_VARS, write_secrets
+from tests.conftest import write_secrets
 from tests.processes import start_monitor, stop_monitor, wait_for
+from tests.ray_head import Head, command_lines, free_ports
 
 pytestmark = pytest.mark.slow
 
 MONITOR_KEY = "sk-ant-monitor-only-0123456789abcdef"  # in the monitor's environment: must never travel
 FILE_KEY = "sk-openai-from-the-file-0123456789abcdef"  # in the studio's secrets.toml: must never travel
 DB_PASSWORD = "db-password-never-shipped"
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-class Head:
-    """A Ray head node of the test's own: every port chosen free, its files in a short temporary folder."""
-
-    def __init__(self) -> None:
-        gcs, dashboard, node_manager, object_manager, agent_grpc, agent_http, metrics, runtime_env, client = (
-            _free_ports(9)
-        )
-        self.address = f"http://127.0.0.1:{dashboard}"
-        self.temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # unix sockets need a short path
-        node_env = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith(("STUDIO_", "RAY_")) and name not in KEY_VARS and name != "PYTEST_CURRENT_TEST"
-        }
-        node_env |= {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # the venv's python
-            "RAY_USAGE_STATS_ENABLED": "0",
-        }
-        self.log = open(self.temp / "head.out", "wb")  # noqa: SIM115 - open for the head's whole life
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "ray"),
-                "start",
-                "--head",
-                "--block",
-                "--disable-usage-stats",
-                "--node-ip-address",
-                "127.0.0.1",
-                "--port",
-                str(gcs),
-                "--include-dashboard",
-                "true",
-                "--dashboard-host",
-                "127.0.0.1",
-                "--dashboard-port",
-                str(dashboard),
-                "--node-manager-port",
-                str(node_manager),
-                "--object-manager-port",
-                str(object_manager),
-                "--dashboard-agent-grpc-port",
-                str(agent_grpc),
-                "--dashboard-agent-listen-port",
-                str(agent_http),
-                "--metrics-export-port",
-                str(metrics),
-                "--runtime-env-agent-port",
-                str(runtime_env),
-                "--ray-client-server-port",
-                str(client),
-                "--num-cpus",
-                "2",
-                "--num-gpus",
-                "0",
-                "--temp-dir",
-                str(self.temp),
-            ],  # fmt: skip
-            env=node_env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            self.client = wait_for(self._connect, 120, "the Ray head to answer")
-        except AssertionError:
-            self.stop()
-            raise AssertionError((self.temp / "head.out").read_text()[-3000:]) from None
-
-    def _connect(self):
-        if self.process.poll() is not None:
-            raise AssertionError(f"ray start exited with {self.process.returncode}")
-        from ray.job_submission import JobSubmissionClient
-
-        try:
-            return JobSubmissionClient(self.address)
-        except ConnectionError:
-            return None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # ray start --block drains the node and stops what it started
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        for pid in processes_naming(str(self.temp)):  # anything of this head's still alive: only ours
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.log.close()
-        shutil.rmtree(self.temp, ignore_errors=True)
-
-    def status(self, submission: str) -> str:
-        return str(self.client.get_job_status(submission))
 
 
 @pytest.fixture(scope="module")
@@ -182,21 +71,6 @@ def running_with_progress(job_id: int):
 
 def no_run_folder_here(job_id: int) -> bool:
     return not runfolder.run_dir(job_id).exists()
-
-
-def command_lines() -> dict[int, list[str]]:
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-    return found
-
-
-def processes_naming(text: str) -> list[int]:
-    return [pid for pid, argv in command_lines().items() if any(text in arg for arg in argv) and pid != os.getpid()]
 
 
 def entrypoint_pids(job_id: int, attempt: int) -> list[int]:
@@ -326,7 +200,7 @@ def test_a_ray_job_stopped_on_the_cluster_saves_and_ends_cancelled(head, on_ray)
 
 
 def test_an_unreachable_cluster_fails_the_job_in_plain_words_and_the_monitor_goes_on(studio):
-    (port,) = _free_ports(1)  # nothing listens there
+    (port,) = free_ports(1)  # nothing listens there
     monitor = start_monitor(STUDIO_EXECUTOR="ray", RAY_ADDRESS=f"http://127.0.0.1:{port}")
     try:
         first = jobs.submit("probe", {"rate": 5, "seconds": 1})
