@@ -199,6 +199,23 @@ def test_a_ray_job_stopped_on_the_cluster_saves_and_ends_cancelled(head, on_ray)
     assert wait_for(lambda: head.status(submission) == "STOPPED", 15, "Ray's STOPPED")
 
 
+def test_a_job_whose_node_reads_another_database_fails_with_its_last_words(head, node, tmp_path):
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere' / 'studio.db'}"  # a wrong STUDIO_RAY_DATABASE_URL: not the studio's
+    ray = {"STUDIO_EXECUTOR": "ray", "RAY_ADDRESS": head.address, "STUDIO_RAY_DATA_DIR": str(node)}
+    monitor = start_monitor(**ray, STUDIO_RAY_DATABASE_URL=elsewhere)
+    try:
+        submitted = jobs.submit("probe", {"rate": 5, "seconds": 1})
+        failed = wait_for(lambda: finished(submitted.id), 90, "the job to fail")
+    finally:
+        stop_monitor(monitor)
+    submission = ray_cluster.submission_id(failed)
+    assert (failed.status, failed.error) == (
+        "failed",
+        f"the Ray job {submission} ended on its node: its process exited without finishing (exit code 2); "
+        f"its last output: error: There is no job {failed.id}.",  # what it said before it could report
+    )
+
+
 def test_an_unreachable_cluster_fails_the_job_in_plain_words_and_the_monitor_goes_on(studio):
     (port,) = free_ports(1)  # nothing listens there
     monitor = start_monitor(STUDIO_EXECUTOR="ray", RAY_ADDRESS=f"http://127.0.0.1:{port}")
@@ -278,3 +295,52 @@ def test_a_tiny_local_training_runs_on_ray(models, studio, node, on_ray):
     assert (models / "tiny-on-ray" / "adapter_config.json").exists()
     assert no_run_folder_here(done.id)
     assert (node / "runs" / str(done.id) / "config.yaml").exists()  # its checkpoints stay on the node
+
+
+# --- in-process: what travels with a job, and a monitor with no cluster named -------------------
+
+
+def test_only_settings_that_hold_no_secret_travel_with_a_job(monkeypatch, studio):
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://studio:hunter2-password@db.internal:5432/studio")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", MONITOR_KEY)
+    monkeypatch.setenv("STUDIO_RAY_DATA_DIR", "/srv/studio")
+    source = {
+        "STUDIO_QUALITY_MIN_WORDS": "5",  # a setting jobs read: travels
+        "STUDIO_MODELS_DIR": "/srv/models",
+        "STUDIO_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/secret-path",  # the monitor's, and a secret
+        "STUDIO_SECRETS_FILE": "/home/ada/studio/secrets.toml",  # this machine's file
+        "STUDIO_STORAGE_URI": "s3://user:password@bucket/studio",  # credentials in a URL
+        "STUDIO_EXPORT_TOKEN": "anything",  # a name that says secret
+        "STUDIO_NOTE": f"prefix {MONITOR_KEY}",  # a key's value inside
+        "ANTHROPIC_API_KEY": MONITOR_KEY,
+        "PATH": "/usr/bin",
+    }
+    env = ray_cluster.job_environment(source)
+    assert env == {
+        "STUDIO_QUALITY_MIN_WORDS": "5",
+        "STUDIO_MODELS_DIR": "/srv/models",
+        "STUDIO_JOB_REPORTING": "database",
+        "DATABASE_URL": "postgresql+psycopg://studio@db.internal:5432/studio",
+        "STUDIO_DATA_DIR": "/srv/studio",
+        "RAY_JOB_STOP_WAIT_TIME_S": "30",
+        "PYTHONUNBUFFERED": "1",
+    }
+    shipped = ray_cluster.runtime_environment(source)
+    assert shipped["env_vars"] == env
+    assert {"/.venv", "/data", "/.streamlit"} <= set(shipped["excludes"])  # .streamlit: secrets.toml never uploaded
+
+
+def test_a_ray_monitor_without_an_address_fails_jobs_saying_what_to_set(monkeypatch, studio):
+    from pipeline.jobs import monitor
+
+    for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    submitted = jobs.submit("probe")
+    monitor.Monitor(executor_name="ray").start_queued()
+
+    failed = jobs.get(submitted.id)
+    assert (failed.status, failed.executor) == ("failed", "ray")
+    assert failed.error == (
+        "STUDIO_EXECUTOR=ray needs RAY_ADDRESS: the Ray cluster's dashboard address, such as http://head-node:8265."
+    )
+    assert no_run_folder_here(failed.id)

@@ -172,6 +172,12 @@ def _exit_words(code: int) -> str:
     return f"its process exited without finishing (exit code {code})"
 
 
+def _last_output(message: str, limit: int = 300) -> str:
+    """The last line of the job's output that Ray quotes in a failed job's message, keys masked."""
+    lines = [part.strip() for part in (message or "").splitlines()[1:] if part.strip()]  # [0]: Ray's own words
+    return _first_words(lines[-1], limit) if lines else ""
+
+
 def _first_words(message: str, limit: int = 300) -> str:
     line = next((part.strip() for part in (message or "").splitlines() if part.strip()), "")
     line = settings.redact(line)
@@ -192,6 +198,7 @@ class RayExecutor(Executor):
     name = "ray"
     run_folder = False  # the job reports straight into the database: nothing of it on this machine
     poll_s = 1.0  # ask the cluster about a job at most this often
+    retry_s = 10.0  # after the cluster did not answer, ask it nothing (about any job) for this long
     timeout_s = (5.0, 120.0)  # connect, read (a first submit uploads the code)
 
     def __init__(self, address_: str | None = None) -> None:
@@ -202,6 +209,7 @@ class RayExecutor(Executor):
         self._tracked: dict[int, str] = {}
         self._gpus: tuple[float, float, float] | None = None  # (checked at, GPUs in the cluster, CPUs of a node)
         self._warned_at = 0.0
+        self._quiet_until = 0.0  # the cluster did not answer: each pass must not wait on it again
 
     # --- the cluster ---------------------------------------------------------------------------
 
@@ -227,12 +235,15 @@ class RayExecutor(Executor):
         now = time.monotonic()
         if seen is not None and seen.submission == submission and now - seen.at < self.poll_s:
             return seen
+        if now < self._quiet_until:
+            return _Seen(submission, now, None)
         try:
             info = self.client().get_job_info(submission)
         except Exception as exc:  # noqa: BLE001 - a cluster that cannot answer now is asked again later
             missing = _is_missing(exc)
             if not missing:
                 self._client = None  # connect afresh next time
+                self._quiet_until = time.monotonic() + self.retry_s
                 self._warn(f"could not ask the Ray cluster about job {job_id} ({submission}): {_reason(exc)}")
             seen = _Seen(submission, now, None, missing=missing)
         else:
@@ -308,7 +319,10 @@ class RayExecutor(Executor):
         if seen.status == STOPPED:
             return f"the Ray job {submission} was stopped on the cluster before it finished"
         if seen.exit_code is not None:
-            return f"the Ray job {submission} ended on its node: {_exit_words(seen.exit_code)}"
+            said = f"the Ray job {submission} ended on its node: {_exit_words(seen.exit_code)}"
+            if 0 < seen.exit_code < 128 and (last := _last_output(seen.message)):
+                said += f"; its last output: {last}"  # a crash before it could report (a database it cannot reach)
+            return said
         words = _first_words(seen.message) or "no reason given"
         return f"the Ray job {submission} ended as {seen.status.lower()} on the cluster: {words}"
 
