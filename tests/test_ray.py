@@ -73,14 +73,29 @@ def no_run_folder_here(job_id: int) -> bool:
     return not runfolder.run_dir(job_id).exists()
 
 
-def entrypoint_pids(job_id: int, attempt: int) -> list[int]:
-    """The job's own process on the node (`python -m pipeline.jobs run ID --attempt N`), found by its command line."""
+def entrypoint_pids(head, job_id: int, attempt: int) -> list[int]:
+    """The job's own process on the node (`python -m pipeline.jobs run ID --attempt N`), found by its command line
+    among the head's descendants only: another test's local job with the same id must never be hit."""
     wanted = ["-m", "pipeline.jobs", "run", str(job_id), "--attempt", str(attempt)]
     return [
         pid
         for pid, argv in command_lines().items()
-        if argv and "python" in Path(argv[0]).name and argv[1 : 1 + len(wanted)] == wanted
+        if argv
+        and "python" in Path(argv[0]).name
+        and argv[1 : 1 + len(wanted)] == wanted
+        and descends_from(pid, head.process.pid)
     ]
+
+
+def descends_from(pid: int, root: int) -> bool:
+    while pid > 1:
+        if pid == root:
+            return True
+        try:  # /proc/PID/stat: "pid (comm) state ppid …"; comm may hold spaces, so split after its ")"
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+    return False
 
 
 # --- a worker check, keys, the page ------------------------------------------------------------
@@ -157,7 +172,7 @@ def test_a_ray_job_killed_on_its_node_fails_within_ten_seconds_and_resumes_from_
     submitted = jobs.submit("probe", {"rate": 5, "seconds": 6})
     running = wait_for(lambda: running_with_progress(submitted.id), 90, "the job to run on Ray")
     first = ray_cluster.submission_id(running)
-    pids = entrypoint_pids(running.id, 1)
+    pids = entrypoint_pids(head, running.id, 1)
     assert pids, "the job's process on the node"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
