@@ -178,6 +178,17 @@ class TrainingMetric(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow)
 
 
+class JobLogLine(SQLModel, table=True):
+    """A line a job logged straight into the database: a job on another machine (a Ray node) has no run
+    folder here to hold its log.txt. Written by jobs.ingest only; keys are masked before it is stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True, ondelete="CASCADE")
+    attempt: int = 0
+    line: str = _text()
+    at: datetime = Field(default_factory=utcnow)
+
+
 class ModelEntry(SQLModel, table=True):
     """The registry: every model the studio can call, by its gateway reference."""
 

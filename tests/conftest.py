@@ -40,7 +40,7 @@ BOTH_BACKENDS = ["test_store.py", "test_monitor.py", "test_jobs*.py", "test_revi
 # first: `make test` hands whole files to its workers in this order (--no-loadscope-reorder), so no
 # worker starts a seven-minute file when the others are nearly done.
 SLOWEST_FIRST = ["test_browser_flow.py", "test_resume.py", "test_training.py", "test_generation.py",
-                 "test_evaluation.py", "test_gguf_export.py", "test_data_curve.py", "test_bake.py",
+                 "test_evaluation.py", "test_gguf_export.py", "test_data_curve.py", "test_ray.py", "test_bake.py",
                  "test_persona_pairs.py", "test_cli.py", "test_monitor.py", "test_browser.py"]  # fmt: skip
 
 

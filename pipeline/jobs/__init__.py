@@ -1,5 +1,5 @@
 """The job system: a queue and one state machine, the run context jobs report through, run
-folders and their ingest, the monitor, and the executors that start jobs.
+folders and their ingest, the monitor, and the executors that start jobs (here, or on a Ray cluster).
 
     queue.py       submit, cancel, resume, read: what pages and the command line ask of jobs
     states.py      the one state machine: every status change is one conditional UPDATE
@@ -9,6 +9,7 @@ folders and their ingest, the monitor, and the executors that start jobs.
     runfolder.py   data/runs/<id>/: status.json, metrics.jsonl, log.txt
     ingest.py      reports into the database, for the current attempt only
     executors.py   the executor seam: LocalExecutor (process groups), ForegroundExecutor
+    ray_cluster.py RayExecutor: jobs on an existing Ray cluster through its Jobs API
     monitor.py     the background worker: ingest, liveness, cancels, cloud polls, claims
     foreground.py  a job a command line runs in its own process
     runner.py      the job process: `python -m pipeline.jobs run ID`

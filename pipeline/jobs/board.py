@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from pipeline import clock, jobs
 from pipeline.db import session_scope
-from pipeline.jobs import runfolder
+from pipeline.jobs import ingest, runfolder
 from pipeline.models import Job, LLMCall
 from pipeline.training import early_stop, gallery
 
@@ -155,6 +155,11 @@ class JobDetail:
         job = self.job
         if job.status == "queued":
             return "Waiting for the background worker" + (f" (attempt {job.attempt + 1})" if job.attempt else "")
+        if job.executor == "ray":
+            from pipeline.jobs import ray_cluster  # words only: no ray import
+
+            ran = "runs on" if job.status == "running" else "ran on"
+            return f"Attempt {job.attempt} · {ran} {ray_cluster.where(job)}"
         runner = {"local": "the background worker", "foreground": "a command line"}.get(job.executor, job.executor)
         ran = "runs in" if job.status == "running" else "ran in"
         return f"Attempt {job.attempt} · {ran} {runner}" + (f" (pid {job.pid})" if job.pid else "")
@@ -180,7 +185,7 @@ def detail(job_id: int, log_lines: int = 80) -> JobDetail:
         job=job,
         badge=badge(job),
         metrics=records,
-        log=runfolder.log_tail(job_id, log_lines),
+        log=ingest.log_tail(job_id, log_lines),  # the run folder's log.txt, or what a job elsewhere reported
         cost_usd=jobs.costs([job_id]).get(job_id, 0.0),
         elapsed=duration(timing.elapsed_s),
         eta=duration(timing.eta_s),

@@ -1,12 +1,15 @@
 """Where a job's process runs: starting it, asking whether it is alive, cancelling it.
 
-The monitor speaks to executors only through this interface, so a job can later run somewhere
-other than this machine (a Ray cluster, in its own issue) without the monitor changing.
+The monitor speaks to executors only through this interface, so a job runs on this machine or on
+a Ray cluster without the monitor changing.
 
-LocalExecutor       today's behaviour: `python -m pipeline.jobs run ID --attempt N` as a child of
-                    the monitor in its own process group; SIGTERM asks it to stop, SIGKILL makes it.
+LocalExecutor       the default: `python -m pipeline.jobs run ID --attempt N` as a child of the
+                    monitor in its own process group; SIGTERM asks it to stop, SIGKILL makes it.
 ForegroundExecutor  a job a command line runs in its own process: the monitor never starts one,
                     but watches it by pid and passes a cancel on to it.
+RayExecutor         (ray_cluster.py; STUDIO_EXECUTOR=ray and RAY_ADDRESS) the same command as a Ray job on
+                    an existing cluster, followed with the Jobs API's status and stopped with stop_job;
+                    the job reports straight into the shared database (no run folder on this machine).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pipeline.models import Job
 
 class Executor(ABC):
     name: str
+    run_folder: bool = True  # the job writes data/runs/<id>/ on this machine, which the monitor watches
 
     @abstractmethod
     def start(self, job: Job, env: dict[str, str]) -> int | None:
@@ -38,6 +42,11 @@ class Executor(ABC):
     @abstractmethod
     def cancel(self, job: Job, force: bool) -> None:
         """Ask the attempt to stop (it saves what it has), or with `force`, stop it at once."""
+
+    def waiting(self, job: Job) -> str | None:
+        """Words when the attempt is still waiting to be started where it runs (a cluster setting it up,
+        or short of resources): no start grace runs out meanwhile. None: not waiting."""
+        return None
 
     def exit_code(self, job: Job) -> int | None:
         return None
@@ -145,4 +154,10 @@ def build(name: str) -> Executor:
         return LocalExecutor()
     if name == ForegroundExecutor.name:
         return ForegroundExecutor()
-    raise ValueError(f"Unknown executor {name!r}: the studio runs jobs with 'local' (this machine).")
+    if name == "ray":
+        from pipeline.jobs.ray_cluster import RayExecutor  # imports ray itself only when a cluster is asked
+
+        return RayExecutor()
+    raise ValueError(
+        f"Unknown executor {name!r}: the studio runs jobs with 'local' (this machine) or 'ray' (a Ray cluster)."
+    )

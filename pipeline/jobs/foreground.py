@@ -28,11 +28,14 @@ def claim(job_id: int) -> Job:
     """
     job = queue.get(job_id)
     if job.status == states.RUNNING:
-        reason = executors.build(job.executor or "local").why_dead(job) if job.pid else None
+        watched = job.pid or job.executor == "ray"  # a Ray job has no pid here: the cluster is asked
+        reason = executors.build(job.executor or "local").why_dead(job) if watched else None
         if reason is None:
-            owner = "the background worker" if job.executor == "local" else f"another command (pid {job.pid})"
+            owner = {"local": "in the background worker", "ray": "on the Ray cluster"}.get(
+                job.executor, f"in another command (pid {job.pid})"
+            )
             raise UserFacingError(
-                f"Job {job_id} is running in {owner}; follow it with `python -m pipeline jobs show {job_id}`, "
+                f"Job {job_id} is running {owner}; follow it with `python -m pipeline jobs show {job_id}`, "
                 f"or cancel it first with `python -m pipeline jobs cancel {job_id}`."
             )
         states.transition(job_id, states.RUNNING, states.FAILED, attempt=job.attempt, error=reason)
@@ -60,7 +63,9 @@ def run(job: Job, work: Callable[[JobContext, dict], object], on_progress: Calla
     Returns (the job's final record, what `work` returned).
     """
     folder = runfolder.run_dir(job.id)
-    ctx = _ReportingContext(job.id, folder, job.kind, job.attempt, reporting.for_job(job.id, folder), on_progress)
+    ctx = _ReportingContext(
+        job.id, folder, job.kind, job.attempt, reporting.for_job(job.id, folder, job.attempt), on_progress
+    )
     ctx.start()
     try:
         result = work(ctx, dict(job.params))

@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from pipeline import settings
 from pipeline.db import session_scope
 from pipeline.jobs import runfolder, states
-from pipeline.models import Job, TrainingMetric, utcnow
+from pipeline.models import Job, JobLogLine, TrainingMetric, utcnow
 
 log = logging.getLogger("pipeline.monitor")
 
@@ -202,3 +203,31 @@ def report(job_id: int, snapshot: dict | None, records: list[dict]) -> None:
         store_metrics(session, job_id, records)
         if snapshot:
             apply_status(session, job, snapshot)
+
+
+def report_log(job_id: int, attempt: int | None, line: str) -> None:
+    """One log line of a job that reports straight to the database, keys masked (settings.redact)."""
+    with session_scope() as session:
+        if session.get(Job, job_id) is None:
+            return
+        session.add(JobLogLine(job_id=job_id, attempt=attempt or 0, line=settings.redact(line)))
+
+
+def log_lines(job_id: int, lines: int = 200) -> list[str]:
+    """The last `lines` log lines a job reported to the database, oldest first."""
+    with session_scope() as session:
+        rows = session.exec(
+            select(JobLogLine.line).where(JobLogLine.job_id == job_id).order_by(JobLogLine.id.desc()).limit(lines)
+        ).all()
+    return list(reversed(rows))
+
+
+def log_tail(job_id: int, lines: int = 200) -> str:
+    """A job's log, wherever it ran: its run folder's log.txt on this machine, then what it reported to
+    the database from elsewhere (a Ray node). An attempt writes one or the other."""
+    text = runfolder.log_tail(job_id, lines)
+    reported = log_lines(job_id, lines)
+    if not reported:
+        return text
+    combined = "\n".join(filter(None, [text, *reported])).splitlines()
+    return "\n".join(combined[-lines:])

@@ -37,6 +37,7 @@ from watchdog.observers import Observer
 
 from pipeline import notifications, settings
 from pipeline.db import session_scope
+from pipeline.errors import UserFacingError
 from pipeline.jobs import executors, ingest, queue, runfolder, states
 from pipeline.models import Job, utcnow
 
@@ -189,6 +190,8 @@ class Monitor:
     def __post_init__(self):
         self.executor = executors.build(self.executor_name)  # what starts queued jobs
         self.watchers = {self.executor.name: self.executor, "foreground": executors.ForegroundExecutor()}
+        if "ray" not in self.watchers and (self.executor_name == "ray" or os.environ.get("RAY_ADDRESS")):
+            self.watchers["ray"] = executors.build("ray")  # Ray jobs of an earlier run are still followed
         self._dirty: set[int] = set()
         self._dirty_lock = threading.Lock()
         self._wake = threading.Event()
@@ -274,7 +277,10 @@ class Monitor:
         self.pass_on_cancels()
         self.poll_cloud()
         self.start_queued()
-        state_path().write_text(json.dumps({"pid": os.getpid(), "tick": time.time(), "keys": keys_here()}))
+        published = {"pid": os.getpid(), "tick": time.time(), "keys": keys_here(), "executor": self.executor.name}
+        if isinstance(getattr(self.executor, "shown", None), str):
+            published["ray_address"] = self.executor.shown  # the page says where a job runs
+        state_path().write_text(json.dumps(published))
         self.notifier.tick()  # last: a failure here is logged by run() and touches nothing above
 
     def _watcher(self, job: Job) -> executors.Executor | None:
@@ -296,16 +302,20 @@ class Monitor:
                     if watcher is not None:
                         watcher.cancel(job, force=True)  # a hung job's process must not live on
                     code = watcher.exit_code(job) if watcher is not None else None
+                    # asked to stop, then gone before its last word (stopped by force where it ran): cancelled
+                    final = states.CANCELLED if job.cancel_requested else states.FAILED
+                    if final == states.CANCELLED:
+                        reason = f"stopped on request before it recorded its end ({reason})"
                     if states.transition(
                         job.id,
                         states.RUNNING,
-                        states.FAILED,
+                        final,
                         attempt=job.attempt,
                         session=session,
                         error=reason,
                         exit_code=code,
                     ):
-                        log.warning("job %s failed: %s", job.id, reason)
+                        log.warning("job %s %s: %s", job.id, final, reason)
                         stopped.append((job.kind, job.id))
                 self._forget(job.id)
         self._tidy(stopped)
@@ -320,7 +330,9 @@ class Monitor:
 
     def _reap_finished(self) -> None:
         """Collect exit codes of children whose jobs already reported their end."""
-        exited = self.executor.finished()
+        exited = {}
+        for watcher in self.watchers.values():
+            exited.update(watcher.finished())
         if not exited:
             return
         with session_scope() as session:
@@ -340,6 +352,11 @@ class Monitor:
         now = utcnow()
         beat, started = _aware(job.heartbeat_at), _aware(job.started_at)
         if beat is None:  # this attempt has not reported yet: give it time to start
+            waiting = watcher.waiting(job) if watcher is not None else None
+            if waiting:  # not started yet where it runs (a cluster short of resources): no grace runs out
+                if job.message != waiting:
+                    states.record(job.id, job.attempt, message=waiting)
+                return None
             if started is not None and now - started > timedelta(seconds=self.start_grace_s):
                 return f"it did not report within {int(self.start_grace_s)} s of being started"
         elif now - beat > timedelta(seconds=self.heartbeat_timeout_s):
@@ -427,7 +444,8 @@ class Monitor:
                 sweep = queue.sweep_of(job.params)
                 if sweep is not None and sweep in sweeps:
                     continue
-                runfolder.prepare(job.id)
+                if self.executor.run_folder:
+                    runfolder.prepare(job.id)
                 if states.transition(
                     job.id, states.QUEUED, states.RUNNING, session=session, executor=self.executor.name
                 ):
@@ -440,20 +458,22 @@ class Monitor:
     def _start(self, job_id: int) -> None:
         with session_scope() as session:
             job = session.get(Job, job_id)
-        runfolder.prepare(job.id, job.attempt)  # a fresh status file: nothing of an earlier attempt is read
+        if self.executor.run_folder:
+            runfolder.prepare(job.id, job.attempt)  # a fresh status file: nothing of an earlier attempt is read
         try:
             pid = self.executor.start(job, _child_env())
         except Exception as exc:  # noqa: BLE001 - a job that cannot start fails with the reason
-            states.transition(
-                job.id, states.RUNNING, states.FAILED, attempt=job.attempt, error=f"could not be started: {exc}"
-            )
-            log.exception("job %s could not be started", job.id)
+            reason = str(exc) if isinstance(exc, UserFacingError) else f"could not be started: {exc}"
+            states.transition(job.id, states.RUNNING, states.FAILED, attempt=job.attempt, error=reason)
+            expected = isinstance(exc, UserFacingError)  # said in words: no traceback needed
+            log.warning("job %s could not be started: %s", job.id, reason, exc_info=not expected)
             return
         states.record(job.id, job.attempt, pid=pid)
         log.info("job %s (%s) attempt %s started as pid %s", job.id, job.kind, job.attempt, pid)
 
     def _forget(self, job_id: int) -> None:
-        self.executor.forget(job_id)
+        for watcher in self.watchers.values():
+            watcher.forget(job_id)
         self.cancel_sent.pop(job_id, None)
         self.polls.pop(job_id, None)
 

@@ -3,8 +3,9 @@
 RunFolderReporter   writes the run folder (status.json, metrics.jsonl, log.txt); the monitor sees
                     the files through watchdog and ingests them. The default, for jobs on this machine.
 DatabaseReporter    writes straight to the database through the same ingest functions the monitor
-                    uses, with no run folder: for a job on a machine that does not share data/runs/.
-                    Its log lines go to standard output, which the executor keeps.
+                    uses, with no run folder: for a job on a machine that does not share data/runs/
+                    (a Ray node). Its log lines go to the database (keys masked) and to standard
+                    output, which the executor keeps (Ray's job log).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class RunFolderReporter(Reporter):
 
 
 class DatabaseReporter(Reporter):
-    def __init__(self, job_id: int):
+    def __init__(self, job_id: int, attempt: int | None = None):
         self.job_id = job_id
+        self.attempt = attempt
 
     def status(self, snapshot: dict) -> None:
         from pipeline.jobs import ingest
@@ -62,11 +64,16 @@ class DatabaseReporter(Reporter):
         ingest.report(self.job_id, None, [record])
 
     def log(self, line: str) -> None:
+        from pipeline import settings
+        from pipeline.jobs import ingest
+
+        line = settings.redact(line)  # Ray keeps standard output in its own logs: no key goes there either
         print(line, file=sys.stdout, flush=True)
+        ingest.report_log(self.job_id, self.attempt, line)
 
 
-def for_job(job_id: int, folder: Path) -> Reporter:
+def for_job(job_id: int, folder: Path, attempt: int | None = None) -> Reporter:
     """The reporter a job process uses: STUDIO_JOB_REPORTING=database skips the run folder."""
     if os.environ.get("STUDIO_JOB_REPORTING", "runfolder") == "database":
-        return DatabaseReporter(job_id)
+        return DatabaseReporter(job_id, attempt)
     return RunFolderReporter(folder)

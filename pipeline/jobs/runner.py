@@ -29,7 +29,9 @@ def run(job_id: int, attempt: int | None = None) -> int:
         print(f"Job {job_id} attempt {attempt} is no longer the one to run ({job.status}); nothing to do.")
         return 0
     folder = runfolder.run_dir(job.id)
-    ctx = JobContext(job.id, folder, job.kind, attempt=job.attempt, reporter=reporting.for_job(job.id, folder))
+    ctx = JobContext(
+        job.id, folder, job.kind, attempt=job.attempt, reporter=reporting.for_job(job.id, folder, job.attempt)
+    )
     ctx.start()
     ctx.log(f"job {job.id} ({job.kind}) attempt {job.attempt} started with params {job.params}")
     try:
