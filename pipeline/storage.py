@@ -221,6 +221,9 @@ class FolderStore(Store):
     def exists(self, area: str, name: str) -> bool:
         return self.local(area, name).exists()
 
+    def has(self, area: str, name: str) -> bool:
+        return self.local(area, name).exists()
+
     def names(self, area: str) -> list[str]:
         root = self.area_root(area)
         return sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []
@@ -243,7 +246,7 @@ class FolderStore(Store):
             yield staging
             final = root / name
             if final.exists() and not replace:
-                raise UserFacingError(f"{final} exists already; move it away or pick another name.")
+                raise UserFacingError(f"The folder {final} exists already; move it away or pick another name.")
             if read_only:
                 _read_only(staging)
             _swap(staging, final)
@@ -462,6 +465,14 @@ class RemoteStore(Store):
             return (self.cache / area / name).exists()
         return self._token(area, name) is not None
 
+    def has(self, area: str, name: str) -> bool:
+        """Whether one file (or folder) of an entry is in the store, without fetching the entry."""
+        relative = _relative(name)
+        if time.monotonic() - self._fresh.get((area, relative.split("/", 1)[0]), -1e9) < FRESH_S:
+            return (self.cache / area / relative).exists()
+        with self._reaching():
+            return bool(self.fs.exists(self._remote(area, relative)))
+
     def names(self, area: str) -> list[str]:
         with self._reaching():
             try:
@@ -498,7 +509,7 @@ class RemoteStore(Store):
         try:
             yield staging
             if not replace and self.exists(area, name):
-                raise UserFacingError(f"{self.label}/{area}/{name} exists already; pick another name.")
+                raise UserFacingError(f"{self.label}/{area}/{name} exists already; remove it or pick another name.")
             token = uuid.uuid4().hex
             remote = self._remote(area, name)
             files = sorted(p for p in staging.rglob("*") if p.is_file())
@@ -673,6 +684,12 @@ def exists(area: str, name: str) -> bool:
     return store.exists(area, name) or (not store.default and _default().exists(area, name))
 
 
+def has(area: str, name: str) -> bool:
+    """Whether a file of an entry (`<entry>/<file>`) is there, without fetching the entry from a remote store."""
+    store = current()
+    return store.has(area, name) or (not store.default and _default().has(area, name))
+
+
 def names(area: str) -> list[str]:
     """The entries of an area: the store's, and this machine's data folder's when a URI is set."""
     store = current()
@@ -711,3 +728,14 @@ def remove(area: str, name: str) -> None:
 def scratch(area: str) -> Path:
     """A local folder for work in progress on an `area` artifact (same disk as the store when it is a folder)."""
     return current().scratch(area)
+
+
+def publish_report(job_id: int, source: Path) -> Path:
+    """A job's result file, written in its run folder, published as `reports/<job-id>/<file>` for every reader
+    (with no URI the run folder is that place already: nothing is copied)."""
+    return put_file("reports", f"{int(job_id)}/{Path(source).name}", Path(source))
+
+
+def report(job_id: int, file: str) -> Path:
+    """A job's result file on this machine (`reports/<job-id>/<file>`, else its run folder here); may not exist."""
+    return local("reports", f"{int(job_id)}/{file}")
