@@ -50,6 +50,7 @@ from pipeline.errors import UserFacingError
 
 AREAS = ("datasets", "models", "exports", "reports")
 FILE_AREAS = ("exports",)  # an entry there is one file; in the other areas, a folder
+READ_ONLY_AREAS = ("datasets",)  # snapshots: read-only in the store and in every copy of it
 VERSION = ".studio-version"  # in a published folder: its version, written last
 FRESH_S = 5.0  # a remote entry checked this recently is taken as it is (pages read models on every rerun)
 CHECKED_S = 60.0  # a store that passed its check is not probed again for this long
@@ -452,6 +453,8 @@ class RemoteStore(Store):
                     if sources:
                         self.fs.get(sources, [str(t) for t in targets])
                     (staging / VERSION).write_text(token, encoding="utf-8")
+                    if area in READ_ONLY_AREAS:
+                        _read_only(staging)
             _swap(staging, final)
             if area in FILE_AREAS:
                 self._mark(area, name, token)

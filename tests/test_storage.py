@@ -4,13 +4,20 @@ fsspec's memory:// filesystem, read on two "nodes" (two caches); refusals in wor
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 
 import pytest
 
-from pipeline import jobs, settings, storage
+from pipeline import db, jobs, personas, settings, storage
+from pipeline.datasets import build, persona_pairs, purge
 from pipeline.errors import UserFacingError
+from pipeline.evaluation import leaderboard, report
+from pipeline.llm import catalog, embedded
+from pipeline.review.filters import ExampleFilter
 from tests.conftest import write_secrets
+from tests.seed import add_examples
+from tests.tiny_model import TINY
 
 
 @pytest.fixture
@@ -179,3 +186,39 @@ def test_a_store_that_refuses_this_machine_names_the_credentials_to_set(studio, 
     assert message.startswith("The storage at denied://bucket/studio could not be reached from this machine: ")
     assert "PermissionError: Access Denied (no credentials)" in message
     assert "Set its credentials on this machine" in message
+
+
+def test_a_dataset_a_model_and_a_report_in_an_object_store_are_read_on_another_node(
+    memory_store, models, tmp_path, monkeypatch
+):
+    personas.seed_samples()
+    persona = personas.get_persona("collaborative")
+    add_examples(persona.id, 12, status="accepted")
+    dataset = build.save("remote-set", build.preview(ExampleFilter(persona_id=persona.id, statuses=["accepted"]), 0.25))
+    with storage.publishing("models", "tiny-remote") as folder:  # a full model put in the store
+        shutil.copytree(models / TINY, folder, dirs_exist_ok=True)
+    report.save_likelihood(tmp_path / "run-7", [{"contestant": "a", "mean": -1.5}], job_id=7)
+    assert not (settings.data_dir() / "datasets").exists()  # nothing in the data folder but the cache
+
+    # another machine: the same database and store, its own data folder and cache
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{settings.data_dir() / 'studio.db'}")
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "node-b-data"))
+    on_node(monkeypatch, tmp_path, "node-b")
+    db.reset_engines()
+    train = build.file_path(build.get_dataset("remote-set"), "openai", "train")
+    assert train.is_relative_to(tmp_path / "node-b") and len(train.read_text().splitlines()) == 9
+    assert not train.stat().st_mode & 0o222  # a snapshot stays read-only in the cache too
+    assert leaderboard.likelihood(7) == [{"contestant": "a", "mean": -1.5}]
+    assert "local/tiny-remote" in catalog.available_models()
+    loaded = embedded.load("tiny-remote")
+    assert loaded.model.config.hidden_size == 32
+    assert embedded.model_path("tiny-remote").is_relative_to(tmp_path / "node-b")
+
+    # node B adds a file to the snapshot (the persona pairs); node A reads the new version
+    persona_pairs.save(dataset, [("prompt", "chosen reply")], {0: "plain reply"})
+    on_node(monkeypatch, tmp_path, "node-a")
+    storage.current()._fresh.clear()
+    pairs = build.folder("remote-set") / persona_pairs.PERSONA_PAIRS
+    assert pairs.is_relative_to(tmp_path / "node-a") and "plain reply" in pairs.read_text()
+    purge.delete_dataset("remote-set", "remote-set")
+    assert not storage.current().exists("datasets", "remote-set") and not build.folder("remote-set").exists()
