@@ -222,3 +222,15 @@ def test_a_dataset_a_model_and_a_report_in_an_object_store_are_read_on_another_n
     assert pairs.is_relative_to(tmp_path / "node-a") and "plain reply" in pairs.read_text()
     purge.delete_dataset("remote-set", "remote-set")
     assert not storage.current().exists("datasets", "remote-set") and not build.folder("remote-set").exists()
+
+
+def test_the_command_line_says_where_artifacts_go_and_checks_this_machine(studio, tmp_path, monkeypatch, capsys):
+    from pipeline.__main__ import main
+
+    monkeypatch.setenv("STUDIO_STORAGE_URI", (tmp_path / "shared").as_uri())
+    assert main(["storage"]) == 0
+    assert f"{tmp_path / 'shared'}\nThis machine can write there and read it back." in capsys.readouterr().out
+    monkeypatch.setenv("STUDIO_STORAGE_URI", "gs://u:p@bucket/studio")
+    assert main(["storage", "check"]) == 1
+    err = capsys.readouterr().err
+    assert "gs://***@bucket/studio could not be reached" in err and "gcsfs" in err and "u:p" not in err
