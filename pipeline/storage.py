@@ -44,6 +44,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from pipeline import settings
 from pipeline.errors import UserFacingError
@@ -97,6 +98,14 @@ def _folder(address: str) -> Path:
     if "://" in address:
         address = address.split("://", 1)[1]
     return Path(address).expanduser().resolve()
+
+
+def _entry(name: str) -> str:
+    """A top-level entry's name (a dataset, a model, an export file, a job id): one path component."""
+    relative = _relative(name)
+    if "/" in relative:
+        raise UserFacingError(f"{name!r} cannot name an artifact: one name, no folders.")
+    return relative
 
 
 def _relative(name: str) -> str:
@@ -216,6 +225,11 @@ class FolderStore(Store):
     def area_root(self, area: str) -> Path:
         return _default_root(area) if self.root is None else self.root / area
 
+    def _failed(self, exc: OSError) -> NoReturn:
+        if self.default:
+            raise exc  # this machine's own data folder: the error as it is, as before there was a seam
+        raise unreachable(self.label, exc) from None
+
     def local(self, area: str, name: str) -> Path:
         return self.area_root(area) / _relative(name)
 
@@ -236,13 +250,13 @@ class FolderStore(Store):
     @contextlib.contextmanager
     def publishing(self, area: str, name: str, read_only: bool = False, replace: bool = True) -> Iterator[Path]:
         root = self.area_root(area)
-        name = _relative(name)
+        name = _entry(name)
         try:
             root.mkdir(parents=True, exist_ok=True)
             staging = root / f".{name}.{uuid.uuid4().hex[:8]}.partial"
             staging.mkdir()
         except OSError as exc:
-            raise unreachable(self.label, exc) from None
+            self._failed(exc)
         try:
             yield staging
             final = root / name
@@ -272,7 +286,7 @@ class FolderStore(Store):
                 _writable(target)
             os.replace(partial, target)
         except OSError as exc:
-            raise unreachable(self.label, exc) from None
+            self._failed(exc)
         return target
 
     def write_file(self, area: str, name: str, data: bytes, read_only: bool = False) -> Path:
@@ -287,7 +301,7 @@ class FolderStore(Store):
                 _writable(target)
             os.replace(partial, target)
         except OSError as exc:
-            raise unreachable(self.label, exc) from None
+            self._failed(exc)
         return target
 
     def remove(self, area: str, name: str) -> None:
@@ -303,7 +317,7 @@ class FolderStore(Store):
             if probe.read_bytes() != b"ok":
                 raise OSError("what was written could not be read back")
         except OSError as exc:
-            raise unreachable(self.label, exc) from None
+            self._failed(exc)
         finally:
             with contextlib.suppress(OSError):
                 probe.unlink()
@@ -506,7 +520,7 @@ class RemoteStore(Store):
 
     @contextlib.contextmanager
     def publishing(self, area: str, name: str, read_only: bool = False, replace: bool = True) -> Iterator[Path]:
-        name = _relative(name)
+        name = _entry(name)
         staging = self.cache / area / f".{name}.{uuid.uuid4().hex[:8]}.partial"
         staging.mkdir(parents=True)
         try:
@@ -579,7 +593,7 @@ class RemoteStore(Store):
             partial.unlink(missing_ok=True)
 
     def remove(self, area: str, name: str) -> None:
-        name = _relative(name)
+        name = _entry(name)
         with self._entry_lock(area, name), self._reaching():
             remote = self._remote(area, name)
             if area in FILE_AREAS:
