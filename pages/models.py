@@ -2,13 +2,12 @@ from pages import route_through_app
 
 route_through_app()
 
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from pages.parts import lineage as lineage_view
-from pipeline import charts, clock, jobs, personas
+from pipeline import charts, clock, jobs, personas, storage
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import service as evaluation
 from pipeline.registry import export, export_job, figures, gguf_file, lifecycle, retrain
@@ -38,7 +37,7 @@ def export_status(entry_id: int) -> None:
         st.info(f"Export job {view.job_id} ({label}) was {view.status}; nothing was kept.")
         return
     made = view.result
-    path = Path(made["path"])
+    path = export.exported(made["file"])
     st.success(f"Job {view.job_id}: {made['file']}, {made['bytes'] / 1e6:.1f} MB, made in {made['seconds']:.0f} s.")
     check = made.get("check")
     if check:
@@ -55,7 +54,7 @@ def export_status(entry_id: int) -> None:
         st.download_button(f"Download {made['file']}", data=path.read_bytes, file_name=made["file"],
                            mime="application/zip", on_click="ignore", key="models_download")  # fmt: skip
     else:
-        st.warning(f"{made['file']} is no longer in the exports folder; export it again.")
+        st.warning(f"{made['file']} is no longer in the exports folder ({storage.where()}); export it again.")
     if made.get("ollama"):
         st.markdown("**Run it in Ollama.** Unzip it, open a terminal in the unzipped folder, then:")
         st.code(f"{made['ollama']['create']}\n{made['ollama']['run']}", language="bash")

@@ -194,6 +194,17 @@ def _cmd_monitor(args) -> int:
     return monitor.main()
 
 
+def _cmd_storage(args) -> int:
+    """Where artifacts go, and whether this machine can write there (the check a job's submit makes)."""
+    from pipeline import storage
+
+    print(f"Artifacts (datasets, models, exports, reports): {storage.where()}")
+    if storage.configured():
+        storage.check()
+        print("This machine can write there and read it back.")
+    return 0
+
+
 def _cmd_personas(args) -> int:
     from pipeline import personas
 
@@ -292,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true", help="import: replace a persona of the same name")
     p.set_defaults(func=_cmd_personas)
 
+    p = sub.add_parser("storage", help="where artifacts are stored (STUDIO_STORAGE_URI); can this machine write there")
+    p.add_argument("what", nargs="?", choices=["check"], default="check")
+    p.set_defaults(func=_cmd_storage)
+
     from pipeline.datasets import cli as datasets_cli
     from pipeline.evaluation import cli as evaluation_cli
     from pipeline.evaluation import ratings_cli
@@ -319,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.db import get_engine
 
             get_engine()
-        elif args.command not in ("init", "db", "ratings"):
+        elif args.command not in ("init", "db", "ratings", "storage"):
             from pipeline import startup
 
             startup.init(with_model=False)  # migrations and sample personas, as the app does

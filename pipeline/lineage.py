@@ -79,9 +79,9 @@ def _version_of(session: Session, persona: Persona, text: str) -> dict:
 
 
 def _manifest_path(name: str) -> Path:
-    from pipeline.datasets.build import check_name, datasets_dir
+    from pipeline.datasets import build
 
-    return datasets_dir() / check_name(name) / "manifest.json"
+    return build.folder(name) / "manifest.json"
 
 
 @functools.lru_cache(maxsize=256)

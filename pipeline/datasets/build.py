@@ -1,8 +1,9 @@
 """A filter over reviewed examples → a split, checked, immutable dataset snapshot on disk.
 
-A snapshot is a folder under data/datasets/<name>/ holding the train and validation files in every
-format, the preference pairs, and a manifest; the files are made read-only and the database keeps
-their content hash, counts and the filter used. Saving never overwrites: a name is used once.
+A snapshot is a folder `datasets/<name>/` of the artifact store (pipeline/storage.py: the data folder unless
+STUDIO_STORAGE_URI names another) holding the train and validation files in every format, the preference pairs,
+and a manifest; the files are made read-only and the database keeps their content hash, counts, file names and
+the filter used (never where the store is). Saving never overwrites: a name is used once.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import hashlib
 import json
 import random
 import re
-import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlmodel import select
 
-from pipeline import access, settings
+from pipeline import access, storage
 from pipeline.datasets import checks, formats, preferences, targets
 from pipeline.datasets.targets import Target
 from pipeline.db import session_scope
@@ -31,7 +31,13 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def datasets_dir() -> Path:
-    return settings.data_dir() / "datasets"
+    """Where this machine reads snapshots: the store's folder, or its local cache of a remote store."""
+    return storage.current().area_root("datasets")
+
+
+def folder(name: str) -> Path:
+    """A snapshot's folder on this machine (fetched first from a remote store); it may not exist."""
+    return storage.local("datasets", check_name(name))
 
 
 def check_name(name: str) -> str:
@@ -157,11 +163,12 @@ def save(name: str, plan: Preview, created_by: str = "") -> Dataset:
         twin = session.exec(select(Dataset).where(Dataset.content_hash == digest)).first()
         if twin:
             raise UserFacingError(f"Dataset {twin.name!r} holds exactly these examples already.")
-    folder = datasets_dir() / name
-    staging = datasets_dir() / f".{name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    storage.check()
+    if storage.exists("datasets", name):
+        where = storage.describe("datasets", name)
+        raise UserFacingError(f"The folder {where} exists already; move it away or pick another name.")
+    # written whole in a folder of its own, then published at once (renamed in, or uploaded), read-only
+    with storage.publishing("datasets", name, read_only=True, replace=False) as staging:
         files = _write_files(staging, plan)
         counts = {
             "train": len(plan.train),
@@ -187,14 +194,6 @@ def save(name: str, plan: Preview, created_by: str = "") -> Dataset:
             "created_by": access.actor(created_by),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-        if folder.exists():
-            raise UserFacingError(f"The folder {folder} exists already; move it away or pick another name.")
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    for path in folder.iterdir():
-        path.chmod(0o444)  # a snapshot is read-only: training reads exactly what was checked
     with session_scope() as session:
         dataset = Dataset(
             name=name,
@@ -251,4 +250,4 @@ def file_path(dataset: Dataset, fmt: str, part: str = "train") -> Path:
         filename = dataset.files[fmt][part]
     except KeyError:
         raise UserFacingError(f"Dataset {dataset.name!r} has no {part} file in format {fmt!r}.") from None
-    return datasets_dir() / check_name(dataset.name) / Path(filename).name
+    return folder(dataset.name) / Path(filename).name

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from pipeline import storage
 from pipeline.errors import UserFacingError
 
 
@@ -132,7 +133,7 @@ def _build(args, target) -> int:
                     "name": dataset.name,
                     "content_hash": dataset.content_hash,
                     "counts": dataset.counts,
-                    "folder": str(build.datasets_dir() / dataset.name),
+                    "folder": storage.describe("datasets", dataset.name),
                     "report": plan.report.to_dict(),
                 },
                 indent=2,
@@ -143,7 +144,7 @@ def _build(args, target) -> int:
         print(
             f"Saved dataset {dataset.name!r}: {dataset.counts['train']} train, {dataset.counts['validation']} "
             f"validation, {dataset.counts['preference_pairs']} preference pairs, "
-            f"in {build.datasets_dir() / dataset.name}"
+            f"in {storage.describe('datasets', dataset.name)}"
         )
         if plan.flagged_left_out:
             print(f"{plan.flagged_left_out} examples flagged by the quality gate left out (--include-flagged).")

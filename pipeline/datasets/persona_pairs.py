@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipeline import access, jobs
+from pipeline import access, jobs, storage
 from pipeline.datasets import build, formats
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
@@ -114,16 +114,11 @@ def save(dataset: Dataset, items: list[tuple[str, str]], answered: dict[int, str
         for i, (prompt, chosen) in enumerate(items)
         if answered.get(i, "").strip() and answered[i].strip() != chosen.strip()
     ]
-    folder = build.file_path(dataset, "openai", "train").parent
-    edits_file = folder / "preferences.dpo.jsonl"
+    edits_file = build.folder(dataset.name) / "preferences.dpo.jsonl"
     edits = [json.loads(line) for line in edits_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    target = folder / PERSONA_PAIRS
-    partial = folder / f".{PERSONA_PAIRS}.partial"
-    partial.write_text(formats.dumps_jsonl(edits + pairs), encoding="utf-8")
-    if target.exists():
-        target.chmod(0o644)
-    partial.rename(target)
-    target.chmod(0o444)
+    # one more read-only file in the snapshot's folder, published whole (a remote store's copies see a new version)
+    text = formats.dumps_jsonl(edits + pairs)
+    storage.write_file("datasets", f"{dataset.name}/{PERSONA_PAIRS}", text, read_only=True)
     with session_scope() as session:
         row = session.get(Dataset, dataset.id)
         row.files = {**row.files, "dpo": {"train": PERSONA_PAIRS}}

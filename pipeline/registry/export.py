@@ -1,7 +1,8 @@
 """Taking a model out of the studio: a model card, the adapter or merged weights as a zip, a vLLM command.
 
-Zips are written under `<data dir>/exports/`, named from the registry name made safe for a file name,
-and appear whole (written aside, then renamed). Cloud models cannot be exported: their weights stay at
+Zips are artifacts, `exports/<file>` of the store (pipeline/storage.py: the data folder's `exports/` unless
+STUDIO_STORAGE_URI names another), named from the registry name made safe for a file name, and appear whole
+(written aside, then renamed in or uploaded). Cloud models cannot be exported: their weights stay at
 the provider. The embedded base model has no adapter; its weights (the whole folder) come out through
 `export_merged`, which for a model without an adapter is the model as it is.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import settings
+from pipeline import storage
 from pipeline.errors import UserFacingError
 from pipeline.llm import embedded
 from pipeline.models import ModelEntry
@@ -31,7 +32,13 @@ PROVIDERS = {"openai": "OpenAI", "together": "Together"}
 
 
 def exports_dir() -> Path:
-    return settings.data_dir() / "exports"
+    """Where this machine reads exports: the store's `exports/` folder, or its local cache of a remote store."""
+    return storage.current().area_root("exports")
+
+
+def exported(file_name: str) -> Path:
+    """An export's zip on this machine (fetched from a remote store when needed); it may not exist."""
+    return storage.local("exports", Path(file_name).name)
 
 
 def safe_name(entry: ModelEntry) -> str:
@@ -89,11 +96,14 @@ def _adapter_files(folder: Path) -> list[Path]:
 # --- zips ----------------------------------------------------------------------------------------
 
 
-def write_zip(target: Path, files: dict[str, Path | str], scratch: Path | None = None) -> Path:
-    """A zip of `arcname → file path or text`, written aside (in `scratch`, else beside it) and renamed
-    into place: a reader never sees half a zip."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = (scratch or target.parent) / f".{target.name}.partial"
+def write_zip(target: Path | str, files: dict[str, Path | str], scratch: Path | None = None) -> Path:
+    """A zip of `arcname → file path or text`, named as `target`'s file name, written aside (in `scratch`, else
+    the store's scratch folder) and published as `exports/<name>`: a reader never sees half a zip. Returns the
+    zip's path on this machine."""
+    name = Path(target).name
+    aside = scratch or _scratch()
+    aside.mkdir(parents=True, exist_ok=True)
+    partial = aside / f".{name}.partial"
     try:
         with zipfile.ZipFile(partial, "w") as archive:
             for arcname, source in files.items():
@@ -102,10 +112,9 @@ def write_zip(target: Path, files: dict[str, Path | str], scratch: Path | None =
                     archive.write(source, arcname, compress_type=method)
                 else:
                     archive.writestr(arcname, source, compress_type=zipfile.ZIP_DEFLATED)
-        partial.replace(target)
+        return storage.put_file("exports", name, partial, move=True)
     finally:
         partial.unlink(missing_ok=True)
-    return target
 
 
 def _config_yaml(entry: ModelEntry) -> str:
@@ -130,7 +139,7 @@ def export_adapter(entry_id: int, scratch: Path | None = None) -> Path:
     files: dict[str, Path | str] = {f"{root}/{p.relative_to(folder).as_posix()}": p for p in _adapter_files(folder)}
     files[f"{root}/training_config.yaml"] = _config_yaml(entry)
     files[f"{root}/README.md"] = model_card(entry, folder_name=root)
-    return write_zip(exports_dir() / f"{root}-adapter.zip", files, scratch)
+    return write_zip(f"{root}-adapter.zip", files, scratch)
 
 
 def _merge(folder: Path, target: Path) -> None:
@@ -175,12 +184,13 @@ def export_merged(entry_id: int, scratch: Path | None = None) -> Path:
         }
         files[f"{root}/training_config.yaml"] = _config_yaml(entry)
         files[f"{root}/README.md"] = model_card(entry, merged=True, folder_name=root)
-        return write_zip(exports_dir() / f"{root}.zip", files, scratch)
+        return write_zip(f"{root}.zip", files, scratch)
 
 
 def _scratch() -> Path:
-    """Merges are written next to the exports (same disk as the zip, not a small /tmp)."""
-    folder = exports_dir() / ".scratch"
+    """Merges and zips are written next to the exports when the store is a folder (same disk as the zip, not a
+    small /tmp), in this machine's cache of a remote store otherwise."""
+    folder = storage.scratch("exports")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

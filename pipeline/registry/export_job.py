@@ -2,12 +2,13 @@
 
 Every export runs as a background job (the command line runs it in its own process), so a page shows
 its progress and a long GGUF write never blocks one. Work happens in a scratch folder of its own,
-`exports/.scratch/job-<id>/`; only a finished, checked zip is renamed into `exports/`. A failed or
+`exports/.scratch/job-<id>/` (in this machine's cache when the store is remote); only a finished, checked zip is
+published as the store's `exports/<file>`. A failed or
 cancelled export, or one whose process is killed (the monitor's stop hook, `tidy`), leaves nothing
 behind. A GGUF file that fails its check (gguf_check.py) is not kept.
 
-What an export made is written to its run folder as `export.json`: file, size, seconds, the check's
-figures and the commands to run it.
+What an export made is written to its run folder as `export.json` (file, size, seconds, the check's figures and
+the commands to run it), and published as the store's `reports/<job-id>/export.json` for pages on other machines.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from pipeline import access, jobs
+from pipeline import access, jobs, storage
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
-from pipeline.jobs import runfolder
 from pipeline.jobs.context import JobContext
 from pipeline.llm import embedded
 from pipeline.models import Job, ModelEntry
@@ -72,7 +72,7 @@ class ExportView:
 
 
 def scratch_dir(job_id: int) -> Path:
-    return export.exports_dir() / ".scratch" / f"job-{job_id}"
+    return storage.scratch("exports") / f"job-{job_id}"
 
 
 def start(
@@ -121,7 +121,7 @@ def run(ctx: JobContext, params: dict) -> None:
             made, result = _gguf_bundle(ctx, entry, file_type, with_modelfile=fmt == "ollama", scratch=scratch)
         if made is None or ctx.cancelled():
             if made is not None:
-                made.unlink(missing_ok=True)  # cancelled as it finished: the user asked for nothing to be left
+                storage.remove("exports", made.name)  # cancelled as it finished: the user asked for nothing left
             ctx.log("cancelled: nothing kept")
             return
         result.update(
@@ -129,6 +129,7 @@ def run(ctx: JobContext, params: dict) -> None:
             format=fmt, file_type=file_type, model=entry.name,
         )  # fmt: skip
         (ctx.folder / RESULT).write_text(json.dumps(result, indent=2), encoding="utf-8")
+        storage.publish_report(ctx.job_id, ctx.folder / RESULT)
         ctx.report_progress(1, 1, unit="steps", message=f"{made.name}: {result['bytes'] / 1e6:.1f} MB", chart=False)
         ctx.log(f"wrote {made} ({result['bytes']} bytes) in {result['seconds']} s")
     finally:
@@ -184,7 +185,7 @@ def _gguf_bundle(
         stops = ollama.stop_tokens(fmt, tokenizer.all_special_tokens)
         files[f"{stem}/Modelfile"] = ollama.modelfile(gguf_path.name, fmt, stops, entry.name)
     suffix = "-ollama" if with_modelfile else ""
-    made = export.write_zip(export.exports_dir() / f"{stem}{suffix}.zip", files, scratch)
+    made = export.write_zip(f"{stem}{suffix}.zip", files, scratch)
     return made, {
         "check": check.as_dict(),
         "gguf_file": gguf_path.name,
@@ -201,7 +202,8 @@ def tidy(job_id: int) -> None:
 
 
 def result(job_id: int) -> dict | None:
-    path = runfolder.run_dir(job_id) / RESULT
+    """What export job `job_id` made (export.json), from the store, else its run folder here; None before."""
+    path = storage.report(job_id, RESULT)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 from sqlmodel import select
 
-from pipeline import settings
+from pipeline import settings, storage
 from pipeline.datasets import build, targets
 from pipeline.db import session_scope
 from pipeline.errors import UserFacingError
 from pipeline.jobs import keys
+from pipeline.llm import embedded
 from pipeline.models import Dataset, Job, ModelEntry
 from pipeline.registry import lifecycle
 from pipeline.training import providers
@@ -36,12 +37,9 @@ def open_bases() -> dict[str, list[str]]:
     """The bases a model can be retrained on, per backend: the built-in model and any full local model
     (not an adapter) on this machine; Together's open-weight bases from the training catalog."""
     local = [t.base_model for t in targets.TARGETS if t.backend == "local"]
-    root = settings.models_dir()
-    if root.exists():
-        for child in sorted(root.iterdir()):
-            full = (child / "config.json").exists() and not (child / "adapter_config.json").exists()
-            if full and not child.name.startswith(".") and f"local/{child.name}" not in local:
-                local.append(f"local/{child.name}")
+    for name in embedded.local_model_names():
+        if f"local/{name}" not in local and embedded.is_full_model(name):
+            local.append(f"local/{name}")
     together = [t.base_model for t in targets.TARGETS if t.backend == "together"]
     return {"local": local, "together": together or [DEFAULT_BASE["together"]]}
 
@@ -138,7 +136,7 @@ def new_name(entry: ModelEntry, base: str) -> str:
     with session_scope() as session:
         taken = set(session.exec(select(ModelEntry.name)).all())
     name, n = stem, 1
-    while name in taken or (settings.models_dir() / name).exists():
+    while name in taken or storage.exists("models", name):
         n += 1
         name = f"{stem}-{n}"
     return name
@@ -153,8 +151,8 @@ def old_model_answers(entry: ModelEntry) -> tuple[bool, str]:
     missing = sorted(k for k in keys.needed("evaluation", {"model": entry.reference}) if not settings.get_secret(k))
     if missing:
         return False, f"its provider key ({', '.join(missing)}) is not set"
-    if entry.reference.startswith("local/") and not (settings.models_dir() / entry.reference[6:]).exists():
-        return False, f"its files are gone from {settings.models_dir()}"
+    if entry.reference.startswith("local/") and not embedded.model_path(entry.reference[6:]).exists():
+        return False, f"its files are gone from {storage.where()}"
     return True, ""
 
 

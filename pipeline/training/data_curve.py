@@ -7,9 +7,9 @@ the plain base, with persona likelihood on the validation split (offline.py: the
 per token of the held-out replies, prompted without the system prompt, with a bootstrap 95% interval).
 Where a size's interval overlaps the next size's, more data stopped helping.
 
-Each size's point is written to the run folder's curve.json as it lands, so a resumed job trains only
-the sizes still missing. The adapters are scored in memory and not kept: the job measures, it does
-not make models.
+Each size's point is written to the run folder's curve.json as it lands (and published as the store's
+reports/<job-id>/curve.json for pages on any machine), so a resumed job trains only the sizes still missing.
+The adapters are scored in memory and not kept: the job measures, it does not make models.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from pipeline import access, jobs
+from pipeline import access, jobs, storage
 from pipeline.datasets import build
 from pipeline.errors import UserFacingError
-from pipeline.jobs import runfolder
 from pipeline.models import Job
 from pipeline.training.config import TrainingConfig, load
 
@@ -154,7 +153,7 @@ def result(job_id: int) -> Curve:
     job = jobs.get(job_id)
     if job.kind != KIND:
         raise UserFacingError(f"Job {job_id} is not a data-size curve.")
-    data = read(runfolder.run_dir(job_id))
+    data = read(storage.report(job_id, CURVE).parent)  # the store's copy, else the run folder here
     points = sorted(data.get("points", []), key=lambda p: p["examples"])
     at = plateau(points)
     return Curve(data.get("base"), points, at, verdict(points, at))
@@ -167,10 +166,12 @@ def runs(limit: int = 50) -> list[Job]:
 # --- the job ------------------------------------------------------------------------------------------
 
 
-def _write(folder: Path, data: dict) -> None:
+def _write(folder: Path, data: dict, job_id: int | None = None) -> None:
     partial = folder / f".{CURVE}.partial"
     partial.write_text(json.dumps(data, indent=2), encoding="utf-8")
     partial.replace(folder / CURVE)
+    if job_id is not None:  # each point for every machine's page, as it lands
+        storage.publish_report(job_id, folder / CURVE)
 
 
 def held_out(dataset) -> list[tuple[list[dict], str]]:
@@ -234,7 +235,7 @@ def run(ctx, params: dict) -> None:
     ctx.report_progress(len(done) + (data["base"] is not None), total, unit="sizes", message="scoring the base")
     if data["base"] is None:
         data["base"] = score(fresh_model(), config.resolved_base(), 0)
-        _write(ctx.folder, data)
+        _write(ctx.folder, data, ctx.job_id)
         ctx.log(f"base model, no training: persona likelihood {data['base']['mean']:.3f}")
     for size in wanted:
         if size in done:
@@ -263,7 +264,7 @@ def run(ctx, params: dict) -> None:
         point = {**score(trainer.model, f"{size} examples", size), "steps": trainer.state.global_step, "rows": chosen}
         data["points"].append(point)
         done.add(size)
-        _write(ctx.folder, data)
+        _write(ctx.folder, data, ctx.job_id)
         ctx.log(
             f"{size} examples, {point['steps']} steps: persona likelihood {point['mean']:.3f} "
             f"({point['lower']:.3f} – {point['upper']:.3f})"

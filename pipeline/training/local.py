@@ -3,17 +3,17 @@
 Loss is on the assistant's reply only (the dataset goes in as prompt / completion). Batches are
 grouped by length so little is padding; bf16 where the hardware has it (CUDA, or a CPU with AMX).
 Checkpoints land in the run folder; a cancelled or failed job resumes from its last one.
-The adapter is saved under the models folder and registered, so `local/<name>` chats at once.
+The adapter is saved whole into a local folder, published to the store's `models/<name>/` (pipeline/storage.py)
+and registered, so `local/<name>` chats at once, on any machine that reads the store.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
-from pipeline import settings
+from pipeline import storage
 from pipeline.datasets import build
 from pipeline.errors import UserFacingError
 from pipeline.jobs.context import JobContext
@@ -307,20 +307,17 @@ def _score_completion_only() -> None:
 
 
 def _save(model, tokenizer, name: str, source: Path, config: TrainingConfig) -> Path:
-    """The adapter (and merged weights if asked) under the models folder, written whole then swapped in."""
-    final = embedded.model_path(name)
-    staging = settings.models_dir() / f".{name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    adapter_config = staging / "adapter_config.json"
-    data = json.loads(adapter_config.read_text())
-    data["base_model_name_or_path"] = source.name  # relative to the models folder: survives a move
-    adapter_config.write_text(json.dumps(data, indent=2))
-    if config.merge:
-        merged = model.merge_and_unload()
-        merged.save_pretrained(staging / "merged")
-        tokenizer.save_pretrained(staging / "merged")
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
-    return final
+    """The adapter (and merged weights if asked), written whole into a local folder then published to the store
+    as `models/<name>/` (renamed in, or uploaded); returns its folder on this machine."""
+    with storage.publishing("models", name) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        adapter_config = staging / "adapter_config.json"
+        data = json.loads(adapter_config.read_text())
+        data["base_model_name_or_path"] = source.name  # a name, resolved in the models folder: survives a move
+        adapter_config.write_text(json.dumps(data, indent=2))
+        if config.merge:
+            merged = model.merge_and_unload()
+            merged.save_pretrained(staging / "merged")
+            tokenizer.save_pretrained(staging / "merged")
+    return embedded.model_path(name)
