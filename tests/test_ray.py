@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -281,7 +280,17 @@ def test_a_small_generation_on_the_built_in_model_runs_on_ray(on_ray, node):
     assert no_run_folder_here(done.id)
 
 
-def test_a_tiny_local_training_runs_on_ray(models, studio, node, on_ray):
+@pytest.fixture
+def shared_store(tmp_path, monkeypatch) -> Path:
+    """A storage URI the studio and the nodes share (a file:// folder here): set before the monitor starts, which
+    passes it on to each job."""
+    folder = tmp_path / "store"
+    folder.mkdir()
+    monkeypatch.setenv("STUDIO_STORAGE_URI", folder.as_uri())
+    return folder
+
+
+def test_a_tiny_local_training_runs_on_ray(models, studio, node, shared_store, on_ray):
     from pipeline.datasets import build
     from pipeline.review import actions
     from pipeline.review.filters import ExampleFilter
@@ -294,8 +303,7 @@ def test_a_tiny_local_training_runs_on_ray(models, studio, node, on_ray):
     ids = add_examples(persona.id, 24, status="accepted")
     actions.edit_response(ids[0], "A warmer reply: what would help you most here?", "ada")
     build.save("collab-train", build.preview(ExampleFilter(persona_id=persona.id, statuses=["accepted"]), 0.2))
-    # what a storage every node reads provides (STUDIO_STORAGE_URI): here, a copy in the nodes' data folder
-    shutil.copytree(studio / "datasets", node / "datasets")
+    assert (shared_store / "datasets" / "collab-train").is_dir() and not (node / "datasets").exists()
 
     submitted = service.start(tiny_config(name="tiny-on-ray"))
     done = wait_for(lambda: finished(submitted.id), 300, "the training to finish on Ray")
@@ -307,7 +315,12 @@ def test_a_tiny_local_training_runs_on_ray(models, studio, node, on_ray):
     with session_scope() as session:
         entry = session.exec(select(ModelEntry).where(ModelEntry.name == "tiny-on-ray")).one()
     assert (entry.reference, entry.job_id) == ("local/tiny-on-ray", done.id)
-    assert (models / "tiny-on-ray" / "adapter_config.json").exists()
+    # the node read the dataset from the store and wrote the adapter there; the registry reads it back from it
+    assert (shared_store / "models" / "tiny-on-ray" / "adapter_config.json").exists()
+    assert not (models / "tiny-on-ray").exists() and not (node / "models" / "tiny-on-ray").exists()
+    from pipeline.llm import embedded
+
+    assert embedded.model_path("tiny-on-ray") == shared_store / "models" / "tiny-on-ray"
     assert no_run_folder_here(done.id)
     assert (node / "runs" / str(done.id) / "config.yaml").exists()  # its checkpoints stay on the node
 
