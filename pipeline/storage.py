@@ -273,28 +273,19 @@ class FolderStore(Store):
         target = self.local(area, name)
         if target.exists() and target.resolve() == Path(source).resolve():
             return target  # written in place already (the default store's reports are the run folder)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
-            if move:
-                shutil.move(source, partial)
-            else:
-                shutil.copyfile(source, partial)
-            if read_only:
-                partial.chmod(0o444)
-            if target.exists():
-                _writable(target)
-            os.replace(partial, target)
-        except OSError as exc:
-            self._failed(exc)
-        return target
+        return self._replace(
+            target, lambda partial: (shutil.move if move else shutil.copyfile)(source, partial), read_only
+        )
 
     def write_file(self, area: str, name: str, data: bytes, read_only: bool = False) -> Path:
-        target = self.local(area, name)
+        return self._replace(self.local(area, name), lambda partial: partial.write_bytes(data), read_only)
+
+    def _replace(self, target: Path, fill, read_only: bool) -> Path:
+        """Write a file beside `target` with `fill(partial)`, then rename it in: no reader sees half a file."""
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
-            partial.write_bytes(data)
+            fill(partial)
             if read_only:
                 partial.chmod(0o444)
             if target.exists():
