@@ -42,6 +42,7 @@ import stat
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -199,15 +200,16 @@ def _default_root(area: str) -> Path:
     return settings.data_dir() / area
 
 
-class Store:
+class Store(ABC):
     """What artifact code needs: a local path to read, a local folder to write and publish, files, removal."""
 
     label: str = ""
     remote: bool = False
     default: bool = False
 
-    def area_root(self, area: str) -> Path:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def area_root(self, area: str) -> Path:
+        """Where an area's artifacts are on this machine: the folder itself, or the local cache of a remote one."""
 
 
 class FolderStore(Store):
