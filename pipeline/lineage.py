@@ -521,7 +521,12 @@ def tree_lines(walk: dict) -> list[tuple[int, str]]:
     """The walk as (depth, text) lines, from the persona down to the deployments: for an indented list."""
     lines: list[tuple[int, str]] = []
     persona = walk.get("persona")
-    lines.append((0, f"Persona **{persona['name']}**" if persona else "Persona: none recorded (deleted?)"))
+    if persona:
+        lines.append((0, f"Persona **{persona['name']}**"))
+    elif walk["kind"] == "model" and not walk.get("dataset") and not walk.get("training"):
+        lines.append((0, "Persona: none (a base model: not trained on a persona's data here)"))
+    else:
+        lines.append((0, "Persona: none recorded (deleted?)"))
     for run in walk.get("generation_runs") or []:
         lines.append((1, _run_text(run)))
     if walk["kind"] == "example":

@@ -179,6 +179,15 @@ def test_the_models_page_shows_where_a_model_came_from():
     shown = markdown_text(at)
     assert "Dataset **collab-v1**" in shown and f"Training job #{seeded['training']}" in shown
     assert f"Evaluation #{seeded['evaluation']}" in shown
+    with session_scope() as session:  # a model trained on no persona's data here
+        session.add(ModelEntry(name="plain-base", reference="local/plain-base", backend="local"))
+    at.run().selectbox(key="models_pick").set_value("plain-base").run()
+    assert "Persona: none (a base model: not trained on a persona's data here)" in markdown_text(at)
+    # no generation run: the walk jumps from the persona to the dataset's level; the list still nests one level
+    # at a time, or Markdown runs the items together into one line of text
+    [tree] = [m.value for m in at.markdown if m.value.startswith("- Persona")]
+    depths = [(len(line) - len(line.lstrip(" "))) // 4 for line in tree.splitlines()]
+    assert len(depths) >= 3 and all(b - a <= 1 for a, b in zip(depths, depths[1:], strict=False))
 
 
 def test_the_datasets_page_shows_the_models_trained_on_a_snapshot_and_the_purge_lists_what_it_touches():

@@ -9,7 +9,11 @@ from pipeline import lineage
 
 def show_tree(walk: dict) -> None:
     """persona → generation run → reviewed examples → dataset → training → model → evaluations → deployments."""
-    st.markdown("\n".join(f"{'    ' * depth}- {text}" for depth, text in lineage.tree_lines(walk)))
+    items, previous = [], -1
+    for depth, text in lineage.tree_lines(walk):
+        previous = min(depth, previous + 1)  # Markdown nests one level at a time: a skipped level reads as text
+        items.append(f"{'    ' * previous}- {text}")
+    st.markdown("\n".join(items))
 
 
 def show_model(name: str) -> None:
